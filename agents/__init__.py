@@ -1,0 +1,1 @@
+"""TechShop Streams: agents."""

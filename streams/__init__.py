@@ -1,0 +1,1 @@
+"""The runtime of TechShop Streams: settings, topics, codecs, the Faust app, the CLI."""
