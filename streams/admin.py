@@ -13,7 +13,7 @@ from streams.registry.client import SchemaSource
 from streams.settings import Settings
 from streams.topics import TopicCatalog
 
-__all__ = ["ensure_topics", "ensure_subjects", "wait_for_broker", "quiet_client_config"]
+__all__ = ["is_tansu", "ensure_topics", "ensure_subjects", "wait_for_broker", "quiet_client_config"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,17 @@ def wait_for_broker(settings: Settings, timeout: float = 10.0) -> AdminClient:
                     f"{hint}"
                 ) from None
             time.sleep(0.2)
+
+
+def is_tansu(settings: Settings) -> bool:
+    """Whether the configured broker is Tansu (by setting, or by asking its cluster id)."""
+    if settings.broker_compat != "auto":
+        return settings.broker_compat == "tansu"
+    try:
+        cluster_id = wait_for_broker(settings).list_topics(timeout=5).cluster_id or ""
+    except (StackError, KafkaException):
+        return settings.embedded
+    return cluster_id.startswith("tansu")
 
 
 def ensure_topics(settings: Settings, catalog: TopicCatalog | None = None) -> list[str]:

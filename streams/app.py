@@ -22,6 +22,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
 from streams import faust_transport
+from streams.admin import is_tansu
 from streams.errors import EventError, ProcessingError
 from streams.intake import Admitted, RawMessage, admit, dead_letter
 from streams.metrics import StreamMetrics
@@ -68,8 +69,9 @@ class TechShopApp:
     # -- construction ------------------------------------------------------------
     def _create_faust(self, app_id: str, data_dir: Path) -> faust.App:
         s = self.settings
+        tansu = is_tansu(s)
         faust_transport.install(
-            fetch_wait_ms=s.fetch_wait_ms, exact_end_offsets=s.embedded,
+            fetch_wait_ms=s.fetch_wait_ms(tansu), exact_end_offsets=tansu,
             client_config=s.kafka_client_config(),
         )
         data_dir.mkdir(parents=True, exist_ok=True)

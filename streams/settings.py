@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # --- topics and transport tuning -----------------------------------------
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
+    #: Which broker we talk to: "auto" asks the cluster (Tansu names its cluster
+    #: "tansu_cluster"); Tansu needs a short fetch wait and end-offset checks.
+    broker_compat: Literal["auto", "kafka", "tansu"] = "auto"
     #: Consumer fetch wait. Tansu answers a waiting fetch only when it runs out
     #: (MEASURED.md), so the embedded default is short; real Kafka answers on arrival.
     consumer_fetch_wait_ms: int | None = Field(None, ge=0, le=10_000)
@@ -115,11 +118,11 @@ class Settings(BaseSettings):
     def serving_redis_url(self) -> str:
         return self.redis_url or f"redis://{EMBEDDED_HOST}:{self.embedded_redis_port}/0"
 
-    @property
-    def fetch_wait_ms(self) -> int:
+    def fetch_wait_ms(self, tansu: bool) -> int:
+        """The consumer fetch wait: configured, else 10 ms on Tansu, 500 ms on Kafka."""
         if self.consumer_fetch_wait_ms is not None:
             return self.consumer_fetch_wait_ms
-        return 10 if self.embedded else 500
+        return 10 if tansu else 500
 
     @property
     def upload_roots(self) -> tuple[Path, ...]:

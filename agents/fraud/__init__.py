@@ -1,0 +1,1 @@
+"""The fraud pipeline: every transaction -> APPROVE / REVIEW / DECLINE."""
