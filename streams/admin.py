@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -18,7 +19,7 @@ __all__ = ["is_tansu", "ensure_topics", "ensure_subjects", "wait_for_broker", "q
 log = logging.getLogger(__name__)
 
 
-def quiet_client_config(settings: Settings) -> dict[str, object]:
+def quiet_client_config(settings: Settings) -> dict[str, Any]:
     """Client settings that do not log every closed idle connection at ERROR."""
     return {**settings.kafka_client_config(), "log.connection.close": False}
 

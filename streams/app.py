@@ -87,8 +87,6 @@ class TechShopApp:
             web_router_enabled=False,
             topic_partitions=s.partitions,
             topic_replication_factor=s.replication_factor,
-            key_serializer="raw",
-            value_serializer="raw",
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=s.session_timeout_s,
             broker_heartbeat_interval=max(1.0, s.session_timeout_s / 5),
@@ -134,7 +132,7 @@ class TechShopApp:
         codec = self.codecs[logical_topic]
         metrics = self.metrics
 
-        async def run(stream: faust.StreamT[bytes]) -> None:
+        async def run(stream: Any) -> None:
             async for events in stream.take_events(max_batch, within_s):
                 messages = [_raw(event.message) for event in events]
                 metrics.events_in.labels(logical_topic).inc(len(messages))

@@ -84,6 +84,7 @@ class ChildProcess:
             cmd, stdin=subprocess.DEVNULL, stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
         )
         self._wait_ready(timeout)
         return self

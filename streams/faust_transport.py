@@ -17,12 +17,13 @@ Register with :func:`install`, then use the broker URL ``techshop://host:port``.
 from __future__ import annotations
 
 import asyncio
-import time
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from confluent_kafka import Consumer as ConfluentConsumer, KafkaError
+from confluent_kafka import Consumer as ConfluentConsumer
+from confluent_kafka import KafkaError
 from confluent_kafka import TopicPartition as ConfluentTP
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -68,14 +69,15 @@ def true_end_offsets(client_config: Mapping[str, Any], reported: Mapping[TP, int
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.2):
-                tp = TP(msg.topic(), msg.partition())
+                tp = TP(msg.topic() or "", msg.partition() or 0)
+                offset = msg.offset() or 0
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        result[tp] = max(result[tp], msg.offset())
+                        result[tp] = max(result[tp], offset)
                         pending.discard(tp)
                     continue
-                result[tp] = max(result[tp], msg.offset() + 1)
+                result[tp] = max(result[tp], offset + 1)
         if pending:
             log.warning("could not confirm the end offsets of %s", sorted(pending))
     finally:

@@ -28,7 +28,7 @@ def readiness(app: TechShopApp) -> dict[str, bool]:
         assignment = set()
     checks["partitions_assigned"] = bool(assignment)
     checks["not_rebalancing"] = not fa.rebalancing
-    recovery = fa.tables.recovery
+    recovery: Any = fa.tables.recovery  # type: ignore[attr-defined]
     checks["tables_recovered"] = bool(
         recovery.completed.is_set() and not recovery.active_remaining_total()
     )

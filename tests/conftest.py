@@ -37,9 +37,12 @@ def stack_env(stack: StackInfo, prefix: str, tmp_path: Path,
               monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """``TECHSHOP_*`` variables for this test: the session stack, a fresh prefix,
     data dir and web port; also set in ``os.environ`` for code that reads them."""
-    env = {**stack.env(), "TECHSHOP_TOPIC_PREFIX": prefix,
+    env = {
+        **stack.env(), "TECHSHOP_TOPIC_PREFIX": prefix,
            "TECHSHOP_DATA_DIR": str(tmp_path / "data"),
-           "TECHSHOP_WEB_PORT": str(free_port()), "TECHSHOP_BROKER_COMPAT": "tansu"}
+           "TECHSHOP_WEB_PORT": str(free_port()),
+           "TECHSHOP_BROKER_COMPAT": os.environ.get("TEST_BROKER_COMPAT", "tansu"),
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env

@@ -54,10 +54,11 @@ def _rules(txn: dict[str, Any], card: CardActivity) -> tuple[float, list[str]]:
     if txn["amount"] >= 1000:
         score += 0.35
         hits.append("rule:high_amount")
-    if card.countries and txn["country"] not in card.countries:
-        if card.devices and txn["device_id"] not in card.devices:
-            score += 0.4
-            hits.append("rule:new_device_new_country")
+    new_country = bool(card.countries) and txn["country"] not in card.countries
+    new_device = bool(card.devices) and txn["device_id"] not in card.devices
+    if new_country and new_device:
+        score += 0.4
+        hits.append("rule:new_device_new_country")
     return min(score, 0.99), hits
 
 

@@ -69,9 +69,10 @@ def to_json_line(value: Any) -> bytes:
 
 
 def produce(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry
+
     from streams.metrics import StreamMetrics
     from streams.publisher import Codecs, Publisher
-    from prometheus_client import CollectorRegistry
 
     settings = load_settings()
     catalog = TopicCatalog(settings.topic_prefix)
@@ -126,9 +127,10 @@ def consume(args: argparse.Namespace) -> int:
             msg = consumer.poll(0.2)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    print(f"techshop: {msg.error().str()}", file=sys.stderr)
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    print(f"techshop: {error.str()}", file=sys.stderr)
                 continue
             last = time.monotonic()
             try:

@@ -1,0 +1,105 @@
+"""Synthetic traffic onto the topics of a running stack, paced in real time.
+
+Used by ``techshop generate`` and ``techshop demo``: events are Avro-encoded with the
+topics' codecs and produced with batching (Tansu's CPU climbs with unbatched sends).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from replay.generator import FraudConfig, TrafficGenerator, paced
+from streams.errors import TechShopError
+from streams.metrics import StreamMetrics
+from streams.publisher import Codecs, Publisher
+from streams.settings import Settings
+from streams.topics import TopicCatalog
+
+__all__ = ["LiveTraffic", "DEMO_FRAUD_CONFIG"]
+
+log = logging.getLogger(__name__)
+
+#: Chargebacks within seconds to minutes, so a demo shows the learning loop.
+DEMO_FRAUD_CONFIG = FraudConfig(label_delay_min_ms=5_000, label_delay_median_ms=30_000,
+                                label_delay_max_ms=120_000)
+
+
+@dataclass
+class LiveTraffic:
+    """Produce generated events until ``stop()``, ``duration_s`` or ``max_events``."""
+
+    settings: Settings
+    source: object
+    rates: Mapping[str, float]
+    seed: int = 0
+    speed: float = 1.0
+    duration_s: float | None = None
+    max_events: int | None = None
+    fraud: FraudConfig = DEMO_FRAUD_CONFIG
+    sent: Counter[str] = field(default_factory=Counter)
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        """Produce in the calling thread until stopped."""
+        catalog = TopicCatalog(self.settings.topic_prefix)
+        codecs = Codecs(self.source, catalog)  # type: ignore[arg-type]
+        publisher = Publisher(self.settings.kafka_client_config(), codecs,
+                              StreamMetrics.create(CollectorRegistry()), linger_ms=50)
+        uploads = Path(self.settings.upload_roots[0])
+        uploads.mkdir(parents=True, exist_ok=True)
+        generator = TrafficGenerator(seed=self.seed, start_ts_ms=int(time.time() * 1000),
+                                     images_dir=uploads, rates=dict(self.rates),
+                                     fraud=self.fraud, keep_ground_truth=False)
+        pacer = paced(generator, speed=self.speed)
+        self._pacer = pacer
+        deadline = None if self.duration_s is None else time.monotonic() + self.duration_s
+        total = 0
+        try:
+            for event in pacer:
+                if self._stop.is_set() or (deadline and time.monotonic() > deadline):
+                    break
+                publisher.publish(event.topic, event.value, key=event.key)
+                self.sent[event.topic] += 1
+                total += 1
+                if self.max_events is not None and total >= self.max_events:
+                    log.warning("traffic stopped after %d events (--max-events): the embedded "
+                                "broker keeps every record in memory", total)
+                    break
+        finally:
+            publisher.close()
+
+    def start(self) -> LiveTraffic:
+        def target() -> None:
+            try:
+                self.run()
+            except (TechShopError, OSError) as exc:
+                self.error = exc
+                log.error("traffic generator stopped: %s", exc)
+
+        self._thread = threading.Thread(target=target, name="traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        pacer = getattr(self, "_pacer", None)
+        if pacer is not None:
+            pacer.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
