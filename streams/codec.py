@@ -112,6 +112,11 @@ class AvroCodec:
             raise DecodeError(f"body ends early (schema id {schema_id}): {exc!r}",
                               "decode.truncated") from None
         except (UnicodeDecodeError, IndexError, ValueError, TypeError, OverflowError) as exc:
+            # fastavro reports a body cut inside a varint (last byte still says "more
+            # follows") as an IndexError: that is a truncation, not a malformed body.
+            if isinstance(exc, IndexError) and body.tell() >= len(data) and data[-1] & 0x80:
+                raise DecodeError(f"body ends early (schema id {schema_id}): {exc!r}",
+                                  "decode.truncated") from None
             raise DecodeError(f"malformed body (schema id {schema_id}): {exc!r}",
                               "decode.malformed") from None
         if body.tell() != len(data):

@@ -3,12 +3,7 @@ data dir (Tansu under-reports end offsets; see streams/faust_transport.py)."""
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,48 +15,17 @@ from streams.faust_transport import true_end_offsets
 from streams.settings import Settings
 from streams.topics import TopicCatalog
 from tests.conftest import subprocess_env
+from tests.helpers import http_get, start_process, stop_process, wait_for
 
 pytestmark = pytest.mark.integration
 
 N_EVENTS = 20_000
 
 
-def _get(port: int, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-def _wait_for(port: int, path: str, ok, timeout: float) -> dict:  # type: ignore[no-untyped-def]
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            status, body = _get(port, path)
-            last = (status, body)
-            if ok(status, body):
-                return body
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{path} never satisfied the check; last answer {last}")
-
-
 def _start_worker(env: dict[str, str], data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**env, "TECHSHOP_DATA_DIR": str(data_dir), "TECHSHOP_WEB_PORT": str(port)}
-    log = (data_dir.parent / f"worker-{port}.log").open("wb")
-    return subprocess.Popen([sys.executable, "-m", "tests.integration.counter_app"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return start_process(["-m", "tests.integration.counter_app"], env,
+                         data_dir.parent / f"worker-{port}.log")
 
 
 def _produce_batched(settings: Settings, topic: str, n: int, keys: int = 50) -> None:
@@ -98,15 +62,15 @@ def test_fresh_worker_recovers_every_changelog_record(settings: Settings,
     port_a, port_b = free_port(), free_port()
     first = _start_worker(env, tmp_path / "a", port_a)
     try:
-        _wait_for(port_a, "/ready", lambda s, b: s == 200, 90)
+        wait_for(port_a, "/ready", lambda s, b: s == 200, 90)
         _produce_batched(settings, topic, N_EVENTS)
-        _wait_for(port_a, "/counts", lambda s, b: b.get("total") == N_EVENTS, 90)
+        wait_for(port_a, "/counts", lambda s, b: b.get("total") == N_EVENTS, 90)
     finally:
-        _stop(first)
+        stop_process(first)
     second = _start_worker(env, tmp_path / "b", port_b)
     try:
-        _wait_for(port_b, "/ready", lambda s, b: s == 200, 120)
-        status, body = _get(port_b, "/counts")
+        wait_for(port_b, "/ready", lambda s, b: s == 200, 120)
+        status, body = http_get(port_b, "/counts")
         assert body["total"] == N_EVENTS, f"recovered {body['total']} of {N_EVENTS}"
     finally:
-        _stop(second)
+        stop_process(second)
