@@ -151,8 +151,9 @@ class DeadLetter(Record):
     offset: int
     reason: str
     detail: str
-    key: bytes | None
-    value: bytes | None
+    # keyword-only: they have defaults (as in the .avsc) but come before ts
+    key: bytes | None = field(default=None, kw_only=True)
+    value: bytes | None = field(default=None, kw_only=True)
     ts: int
 
 
@@ -179,9 +180,10 @@ class ModelUpdate(Record):
     uri: str
     sha256: str
     signature: str
+    # keyword-only: they have defaults but come before ts, in the .avsc's field order
+    role: str = field(default="champion", kw_only=True)
+    metrics: dict[str, float] = field(default_factory=dict, kw_only=True)
     ts: int
-    role: str = "champion"
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +192,10 @@ class ModelEvent(Record):
     event_id: str
     model: str
     kind: str
+    # keyword-only: they have defaults but come before ts, in the .avsc's field order
+    detail: str = field(default="", kw_only=True)
+    metrics: dict[str, float] = field(default_factory=dict, kw_only=True)
     ts: int
-    detail: str = ""
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 #: Every top-level record, by schema name.

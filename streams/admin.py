@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def quiet_client_config(settings: Settings) -> dict[str, Any]:
     """Client settings that do not log every closed idle connection at ERROR."""
-    return {**settings.kafka_client_config(), "log.connection.close": False}
+    return {**settings.kafka_client_config(), "log.connection.close": False, "log_level": 2}
 
 
 def wait_for_broker(settings: Settings, timeout: float = 10.0) -> AdminClient:

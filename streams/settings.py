@@ -127,7 +127,8 @@ class Settings(BaseSettings):
     @property
     def upload_roots(self) -> tuple[Path, ...]:
         if self.image_roots:
-            return tuple(Path(p.strip()).resolve() for p in self.image_roots.split(",") if p)
+            roots = (p.strip() for p in self.image_roots.split(","))
+            return tuple(Path(p).resolve() for p in roots if p)
         return ((self.data_dir / "uploads").resolve(),)
 
     @cached_property

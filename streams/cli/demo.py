@@ -106,6 +106,7 @@ def demo_command(args: argparse.Namespace) -> int:
     from streams.stack import EmbeddedStack
 
     settings = load_settings()
+    rates = _rates(args.rate)
     console = Console(stderr=not sys.stdout.isatty())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -120,7 +121,7 @@ def demo_command(args: argparse.Namespace) -> int:
             console.print(f"worker pid {worker.pid}: http://{settings.web_host}:"
                           f"{settings.web_port}/ready and /metrics · "
                           f"logs {settings.data_dir}/logs/")
-        traffic = LiveTraffic(settings, LocalSchemaSource(stack.store), _rates(args.rate),
+        traffic = LiveTraffic(settings, LocalSchemaSource(stack.store), rates,
                               seed=args.seed, duration_s=args.duration,
                               max_events=args.max_events).start()
         counter = TopicCounter(settings).start()

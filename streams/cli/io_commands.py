@@ -109,9 +109,11 @@ def consume(args: argparse.Namespace) -> int:
     from streams.publisher import Codecs
 
     codec = Codecs(_source(settings), catalog)[spec.name]
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": "techshop-cli-consume",
-                         "enable.auto.commit": False, "log.connection.close": False,
-                         "fetch.wait.max.ms": 20})
+    from streams.admin import quiet_client_config, wait_for_broker
+
+    wait_for_broker(settings, timeout=5)
+    consumer = Consumer({**quiet_client_config(settings), "group.id": "techshop-cli-consume",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 20})
     metadata = consumer.list_topics(physical, timeout=10).topics.get(physical)
     if metadata is None or metadata.error is not None:
         raise ConfigError(f"topic {physical} does not exist (run `techshop up` or "
