@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.streams import _current_event
 from prometheus_client import CollectorRegistry
 
 from streams import faust_transport
@@ -124,6 +126,9 @@ class TechShopApp:
                     max_batch: int = 1000, within_s: float = 0.01) -> None:
         """Run ``handler`` over admitted batches of ``logical_topic``.
 
+        Each call gets events of one partition, in offset order, so table writes in the
+        handler land in that partition's store and changelog.
+
         A handler that raises :class:`EventError` (or anything else) dead-letters the
         whole batch with that reason instead of stopping the worker; handlers that
         can tell which event failed should dead-letter it themselves with
@@ -134,25 +139,34 @@ class TechShopApp:
 
         async def run(stream: Any) -> None:
             async for events in stream.take_events(max_batch, within_s):
-                messages = [_raw(event.message) for event in events]
-                metrics.events_in.labels(logical_topic).inc(len(messages))
-                metrics.batch_size.labels(logical_topic).observe(len(messages))
-                batch = admit(logical_topic, messages, codec, self.limits, now_ms())
-                for record in batch.rejected:
-                    self._send_dead_letter(logical_topic, record)
-                if batch.accepted:
-                    try:
-                        await handler(batch.accepted)
-                    except Exception as exc:  # keep going: the batch goes to dead letters
-                        error = exc if isinstance(exc, EventError) else ProcessingError(
-                            f"{type(exc).__name__}: {exc}")
-                        log.exception("%s failed on a batch of %d", name, len(batch.accepted))
-                        for item in batch.accepted:
-                            self.reject(item.message, error)
+                metrics.events_in.labels(logical_topic).inc(len(events))
+                metrics.batch_size.labels(logical_topic).observe(len(events))
+                for group in _by_partition(events):
+                    # Faust writes table changes to the changelog partition of the
+                    # "current event": make it one of this group's, not the batch's last.
+                    _current_event.set(weakref.ref(group[-1]))
+                    await self._handle(logical_topic, group, codec, handler, name)
                 await self.publisher.flush()
 
         run.__name__ = name
         self.faust.agent(self.topic(logical_topic), name=name)(run)
+
+    async def _handle(self, logical_topic: str, events: list[Any], codec: Any,
+                      handler: BatchHandler, name: str) -> None:
+        batch = admit(logical_topic, [_raw(e.message) for e in events], codec, self.limits,
+                      now_ms())
+        for record in batch.rejected:
+            self._send_dead_letter(logical_topic, record)
+        if not batch.accepted:
+            return
+        try:
+            await handler(batch.accepted)
+        except Exception as exc:  # keep going: the batch goes to dead letters
+            error = exc if isinstance(exc, EventError) else ProcessingError(
+                f"{type(exc).__name__}: {exc}")
+            log.exception("%s failed on a batch of %d", name, len(batch.accepted))
+            for item in batch.accepted:
+                self.reject(item.message, error)
 
     def reject(self, message: RawMessage, error: EventError) -> None:
         """Dead-letter one input message with the reason carried by ``error``."""
@@ -167,6 +181,13 @@ class TechShopApp:
     def add_readiness_check(self, name: str, check: Callable[[], bool]) -> None:
         """``/ready`` answers 200 only when every check returns True."""
         self.readiness[name] = check
+
+
+def _by_partition(events: list[Any]) -> list[list[Any]]:
+    groups: dict[int, list[Any]] = {}
+    for event in events:
+        groups.setdefault(event.message.partition, []).append(event)
+    return list(groups.values())
 
 
 def _raw(message: Any) -> RawMessage:

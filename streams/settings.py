@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     image_hosts: str = ""
     image_max_bytes: int = Field(20 * 1024 * 1024, ge=1)
 
+    # --- models and learning ----------------------------------------------------
+    #: The model registry (shared by every worker of a deployment); default <data dir>/models.
+    model_dir: Path | None = None
+    #: HMAC key for model manifests; unset: a key file created in the model dir.
+    model_signing_key: SecretStr | None = None
+    #: A model slower than this per batch is skipped for the rules fallback.
+    fraud_model_budget_ms: float = Field(50.0, gt=0)
+    #: Late events beyond this (behind the card's newest event time) are dead-lettered.
+    fraud_grace_ms: int = Field(60_000, ge=0)
+    #: The online trainer publishes a new version every N examples or T seconds.
+    trainer_every_examples: int = Field(500, ge=1)
+    trainer_every_s: float = Field(60.0, gt=0)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("topic_prefix")
@@ -130,6 +143,10 @@ class Settings(BaseSettings):
             roots = (p.strip() for p in self.image_roots.split(","))
             return tuple(Path(p).resolve() for p in roots if p)
         return ((self.data_dir / "uploads").resolve(),)
+
+    @property
+    def models_path(self) -> Path:
+        return (self.model_dir or self.data_dir / "models").resolve()
 
     @cached_property
     def app_id(self) -> str:
