@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,7 +58,7 @@ from streams.topics import TopicCatalog  # noqa: E402
 
 #: MEASURED.md, "Latency of one hop" (Faust agent, fetch wait 10 ms, producers linger 5 ms).
 MEASURED = {500: (17, 27), 2000: (24, 75)}
-SIDES = ("plain", "faust")
+KINDS = ("plain", "faust")
 
 
 def _die_with_parent() -> None:  # in the worker, between fork and exec
@@ -73,6 +75,53 @@ def cpu_seconds(pid: int | None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (from /proc/stat)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_now(stack: EmbeddedStack, side: Side) -> dict[str, float]:
+    """CPU seconds so far: the broker, the worker, this process, everything else."""
+    now = {"worker": cpu_seconds(side.proc.pid if side.proc else None),
+           "broker": cpu_seconds(stack.broker.pid), "bench": cpu_seconds(os.getpid()),
+           "redis": cpu_seconds(stack.redis.pid if stack.redis else None)}
+    now["others"] = machine_busy_seconds() - sum(now.values())
+    return now
+
+
+class CpuSampler:
+    """Samples the CPU seconds of a few processes once a second, in a thread."""
+
+    def __init__(self, read: Any) -> None:
+        self.read = read  # () -> {name: cpu seconds so far}
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="cpu-sampler")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), self.read()))
+            self._stop.wait(1.0)
+
+    def share(self, name: str, start: float, end: float) -> float | None:
+        """Share of one core ``name`` used between two wall times (nearest samples)."""
+        inside = [(t, c[name]) for t, c in self.samples if start <= t <= end and c[name] != 0]
+        if len(inside) < 2:
+            return None
+        (t0, c0), (t1, c1) = inside[0], inside[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
 
 
 class EndConsumer:
@@ -109,13 +158,34 @@ class EndConsumer:
         self.consumer.close()
 
 
+def parse_side(spec: str) -> tuple[str, dict[str, str]]:
+    """``kind[:opt=value,...]`` -> (kind, options); see ``--sides``."""
+    kind, _, rest = spec.partition(":")
+    if kind not in KINDS:
+        raise argparse.ArgumentTypeError(f"{spec!r}: the kind is one of {', '.join(KINDS)}")
+    opts = dict(item.split("=", 1) for item in rest.split(",") if item)
+    unknown = set(opts) - {"within", "flush", "maxbatch"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{spec!r}: unknown options {sorted(unknown)}")
+    if opts.get("flush", "batch") not in ("batch", "linger"):
+        raise argparse.ArgumentTypeError(f"{spec!r}: flush is batch or linger")
+    return kind, opts
+
+
+def side_spec(spec: str) -> str:
+    parse_side(spec)
+    return spec
+
+
 class Side:
     """One worker (plain or faust) with its own topic prefix, producer and end consumer."""
 
-    def __init__(self, name: str, args: argparse.Namespace, info: StackInfo,
-                 stack: EmbeddedStack, tmp: Path, run_id: str) -> None:
-        self.name, self.args, self.info, self.tmp = name, args, info, tmp
-        self.prefix = f"hop{run_id}{name[0]}."
+    def __init__(self, spec: str, args: argparse.Namespace, info: StackInfo,
+                 stack: EmbeddedStack, tmp: Path, prefix: str) -> None:
+        self.spec, self.args, self.info, self.tmp = spec, args, info, tmp
+        self.kind, self.opts = parse_side(spec)
+        self.name = re.sub(r"[^A-Za-z0-9.-]+", "_", spec)
+        self.prefix = prefix
         self.catalog = TopicCatalog(self.prefix)
         client = Settings(kafka_bootstrap_servers=info.bootstrap_servers,
                           schema_registry_url=info.schema_registry_url,
@@ -132,30 +202,35 @@ class Side:
         self.end = EndConsumer({**conf, "fetch.wait.max.ms": args.fetch_wait_ms},
                                self.catalog.physical("fraud-decisions"), self.codecs)
         self.sent: dict[str, float] = {}
+        self._phase_start = time.time()
         self.proc: subprocess.Popen[bytes] | None = None
         self.web_port = free_port()
-        self.stats_file = tmp / f"{name}-stats.json"
-        self.log_path = OUT_DIR / f"hop_{name}.log"
+        self.stats_file = tmp / f"{prefix}stats.json"
+        self.log_path = OUT_DIR / f"hop_{self.name}.log"
 
     # -- the worker --------------------------------------------------------------
     def start_worker(self) -> float:
         """Start the worker; the seconds until it was ready."""
         env = {**os.environ, **self.info.env(), "TECHSHOP_TOPIC_PREFIX": self.prefix,
-               "TECHSHOP_DATA_DIR": str(self.tmp / f"data-{self.name}"),
+               "TECHSHOP_DATA_DIR": str(self.tmp / f"data-{self.prefix}"),
                "TECHSHOP_WEB_PORT": str(self.web_port), "TECHSHOP_BROKER_COMPAT": "tansu",
                "TECHSHOP_PARTITIONS": str(self.args.partitions),
                "TECHSHOP_CONSUMER_FETCH_WAIT_MS": str(self.args.fetch_wait_ms),
                "TECHSHOP_PRODUCER_LINGER_MS": str(self.args.linger_ms),
                "PYTHONPATH": str(ROOT)}
-        ready_file = self.tmp / f"{self.name}-ready"
-        cmd = [sys.executable, str(ROOT / "bench" / "hop_worker.py"), self.name,
-               "--stats-file", str(self.stats_file), "--max-batch", str(self.args.max_batch)]
-        if self.name == "plain":
+        ready_file = self.tmp / f"{self.prefix}ready"
+        cmd = [sys.executable, str(ROOT / "bench" / "hop_worker.py"), self.kind,
+               "--stats-file", str(self.stats_file),
+               "--max-batch", self.opts.get("maxbatch", str(self.args.max_batch)),
+               "--flush", self.opts.get("flush", "batch")]
+        if self.kind == "plain":
             cmd += ["--ready-file", str(ready_file)]
         else:
-            cmd += ["--within-s", str(self.args.within_s)]
+            cmd += ["--within-s", self.opts.get("within", str(self.args.within_s))]
         OUT_DIR.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("wb")
+        log = self.log_path.open("ab")
+        log.write(f"==== {' '.join(cmd)} (prefix {self.prefix})\n".encode())
+        log.flush()
         start = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=self.tmp, env=env, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT,
@@ -164,16 +239,16 @@ class Side:
         deadline = start + self.args.ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} worker exited ({self.proc.returncode}) while "
+                raise RuntimeError(f"{self.spec} worker exited ({self.proc.returncode}) while "
                                    f"starting; see {self.log_path}")
             if self._ready(ready_file):
                 return time.monotonic() - start
             time.sleep(0.25)
-        raise RuntimeError(f"{self.name} worker not ready in {self.args.ready_timeout} s; "
+        raise RuntimeError(f"{self.spec} worker not ready in {self.args.ready_timeout} s; "
                            f"see {self.log_path}")
 
     def _ready(self, ready_file: Path) -> bool:
-        if self.name == "plain":
+        if self.kind == "plain":
             return ready_file.exists()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/ready",
@@ -191,7 +266,7 @@ class Side:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
-                progress(f"{self.name} worker ignored SIGTERM for 20 s: killing it")
+                progress(f"{self.spec} worker ignored SIGTERM for 20 s: killing it")
                 proc.kill()
                 proc.wait(5)
         return proc.returncode
@@ -208,6 +283,7 @@ class Side:
         produce, encode, sent, topic = (self.producer.produce, self.codec.encode, self.sent,
                                         self.topic)
         total = int(rate * seconds)
+        self._phase_start = time.time()
         start = time.perf_counter()
         i = 0
         while i < total:
@@ -244,8 +320,10 @@ class Side:
             time.sleep(0.1)
         return sum(1 for t in wanted if t not in self.end.received)
 
-    def phase_result(self, phase: str, rate: float, offered_s: float) -> dict[str, Any]:
+    def phase_result(self, phase: str, rate: float, offered_s: float,
+                     sampler: CpuSampler | None = None, window_s: float = 3.0) -> dict[str, Any]:
         latencies, to_handler, from_handler = [], [], []
+        by_window: dict[int, list[float]] = {}
         first_sent = last_in = None
         for txn_id, sent_at in self.sent.items():
             if not txn_id.startswith(f"{phase}:"):
@@ -256,11 +334,25 @@ class Side:
                 continue
             at, ts, decided_at = got
             latencies.append((at - sent_at) * 1000)
+            by_window.setdefault(int((sent_at - self._phase_start) // window_s), []).append(
+                latencies[-1])
             to_handler.append(decided_at - ts)
             from_handler.append(at * 1000 - decided_at)
             last_in = at if last_in is None else max(last_in, at)
         n_sent = sum(1 for t in self.sent if t.startswith(f"{phase}:"))
         span = (last_in - first_sent) if (last_in and first_sent) else None
+        windows = []
+        for w in sorted(by_window):
+            lo = self._phase_start + w * window_s
+            pct = percentiles(by_window[w])
+            windows.append({"from_s": w * window_s, "n": pct["n"], "p50": pct["p50"],
+                            "p99": pct["p99"],
+                            "broker_cpu": sampler.share("broker", lo, lo + window_s)
+                            if sampler else None,
+                            "worker_cpu": sampler.share("worker", lo, lo + window_s)
+                            if sampler else None,
+                            "others_cpu": sampler.share("others", lo, lo + window_s)
+                            if sampler else None})
         return {
             "offered_rate": rate, "sent": n_sent, "received": len(latencies),
             "offered_seconds": offered_s, "sent_per_s": n_sent / offered_s if offered_s else None,
@@ -268,110 +360,185 @@ class Side:
             "latency_ms": percentiles(latencies),
             "to_handler_ms": percentiles([float(x) for x in to_handler]),
             "from_handler_ms": percentiles([float(x) for x in from_handler]),
+            "windows": windows,
         }
 
     def close(self) -> None:
+        """Stop the worker and the clients (idempotent: no client outlives the stack)."""
         self.stop_worker()
-        self.end.close()
-        self.producer.flush(5)
+        if self.end is not None:
+            self.end.close()
+            self.end = None  # type: ignore[assignment]
+        if self.producer is not None:
+            self.producer.flush(5)
+            self.producer = None  # type: ignore[assignment]
 
 
 def run_side(side: Side, args: argparse.Namespace, pool: list[dict[str, Any]],
-             stack: EmbeddedStack) -> dict[str, Any]:
-    progress(f"{side.name}: starting worker (prefix {side.prefix})")
+             stack: EmbeddedStack, rates: list[float]) -> dict[str, Any]:
+    """Start the side's worker, warm up, offer each rate; the side's results."""
+    progress(f"{side.spec}: starting worker (prefix {side.prefix})")
     ready_s = side.start_worker()
-    progress(f"{side.name}: ready after {ready_s:.1f} s; warming up {args.warmup_s:.0f} s "
-             f"at {args.rates[0]:.0f}/s")
-    side.offer("warmup", args.rates[0], args.warmup_s, pool)
+    sampler = CpuSampler(lambda: cpu_now(stack, side))
+    try:
+        return _run_phases(side, args, pool, stack, sampler, ready_s, rates)
+    finally:
+        sampler.close()
+
+
+def _run_phases(side: Side, args: argparse.Namespace, pool: list[dict[str, Any]],
+                stack: EmbeddedStack, sampler: CpuSampler, ready_s: float,
+                rates: list[float]) -> dict[str, Any]:
+    warm_rate = min(rates[0], args.warmup_rate)
+    progress(f"{side.spec}: ready after {ready_s:.1f} s; warming up {args.warmup_s:.0f} s "
+             f"at {warm_rate:.0f}/s")
+    side.offer("warmup", warm_rate, args.warmup_s, pool)
     side.drain("warmup", 15)
     phases = {}
-    for rate in args.rates:
+    for rate in rates:
         phase = f"r{rate:g}"
         stats0, t0 = side.stats(), time.monotonic()
-        cpu0 = {"worker": cpu_seconds(side.proc.pid if side.proc else None),
-                "broker": cpu_seconds(stack.broker.pid), "bench": time.process_time()}
-        progress(f"{side.name}: offering {rate:.0f}/s for {args.seconds:.0f} s")
+        cpu0 = cpu_now(stack, side)
+        progress(f"{side.spec}: offering {rate:.0f}/s for {args.seconds:.0f} s")
         start = time.monotonic()
         side.offer(phase, rate, args.seconds, pool)
         offered_s = time.monotonic() - start
         missing = side.drain(phase, args.drain_s)
         elapsed = time.monotonic() - t0
-        cpu1 = {"worker": cpu_seconds(side.proc.pid if side.proc else None),
-                "broker": cpu_seconds(stack.broker.pid), "bench": time.process_time()}
+        cpu1 = cpu_now(stack, side)
         time.sleep(0.6)  # let the stats file catch up
         stats1 = side.stats()
-        result = side.phase_result(phase, rate, offered_s)
+        result = side.phase_result(phase, rate, offered_s, sampler, args.window_s)
         result["missing_after_drain"] = missing
         result["cpu_share_of_one_core"] = {k: (cpu1[k] - cpu0[k]) / elapsed for k in cpu0}
         batches = stats1.get("batches", 0) - stats0.get("batches", 0)
         events = stats1.get("events", 0) - stats0.get("events", 0)
         flush_s = stats1.get("flush_s", 0.0) - stats0.get("flush_s", 0.0)
+        flushes = stats1.get("flushes", 0) - stats0.get("flushes", 0)
+        gaps = [b - a for a, b in zip(stats0.get("gaps", []) or [0] * len(stats1.get("gaps", [])),
+                                      stats1.get("gaps", []), strict=False)]
+        edges = stats1.get("gap_edges_ms", [])
+        labels = [f"<{e:g}" for e in edges] + [f">={edges[-1]:g}" if edges else "all"]
         result["worker"] = {"batches": batches, "events": events,
+                            "batch_gap_ms_histogram": dict(zip(labels, gaps, strict=False)),
                             "mean_batch": events / batches if batches else None,
                             "batches_per_s": batches / elapsed,
-                            "mean_flush_ms": 1000 * flush_s / batches if batches else None,
+                            "flushes": flushes,
+                            "mean_flush_ms": 1000 * flush_s / flushes if flushes else None,
                             "flush_share_of_time": flush_s / elapsed}
         lat = result["latency_ms"]
-        progress(f"{side.name} @ {rate:.0f}/s: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "
-                 f"{result['received']}/{result['sent']} back")
+        progress(f"{side.spec} @ {rate:.0f}/s: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, "
+                 f"{result['received']}/{result['sent']} back; by {args.window_s:g} s window "
+                 "p50 ms (broker cpu, other processes' cpu): " + ", ".join(
+                     f"{w['p50']:.0f} ({_pct(w['broker_cpu'])}, {_pct(w['others_cpu'])})"
+                     for w in result["windows"])
+                 + "; gaps between batches (ms): " + ", ".join(
+                     f"{k} {v}" for k, v in result["worker"]["batch_gap_ms_histogram"].items()))
         phases[phase] = result
     code = side.stop_worker()
-    return {"prefix": side.prefix, "ready_s": ready_s, "worker_exit": code, "phases": phases,
-            "log": str(side.log_path)}
+    return {"prefix": side.prefix, "rates": rates, "ready_s": ready_s, "worker_exit": code,
+            "phases": phases, "log": str(side.log_path)}
+
+
+def code_version() -> dict[str, Any]:
+    """Which adapter was measured: the commit, and whether streams/ differs from it."""
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    app = (ROOT / "streams" / "app.py").read_bytes()
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "streams_dirty": git("status", "--porcelain", "streams"),
+            "streams_app_sha256": hashlib.sha256(app).hexdigest()[:16]}
 
 
 def report(result: dict[str, Any]) -> str:
     out = []
     p = result["params"]
+    specs = p["sides"]
+    base = result["baseline"]
+    width = max(6, *(len(x) for x in specs)) + 1
     out.append("One hop on the embedded stack (Tansu): produce -> worker -> produce -> "
                "consume.")
     out.append(NOISE_NOTE)
+    code = result["code"]
+    out.append(f"Code: commit {code['commit']}, streams/app.py sha256 "
+               f"{code['streams_app_sha256']}"
+               + (f", uncommitted changes in streams/: {code['streams_dirty']!r}"
+                  if code["streams_dirty"] else ", streams/ clean"))
     out.append(f"Settings: consumer fetch.wait.max.ms {p['fetch_wait_ms']} (worker input and "
-               f"end consumer, both sides), producers linger {p['linger_ms']} ms (bench and "
+               f"end consumer, every side), producers linger {p['linger_ms']} ms (bench and "
                f"workers), {p['partitions']} partitions, max batch {p['max_batch']}, faust "
-               f"take_events within {p['within_s']} s, flush per batch on both sides; "
-               f"{p['seconds']:.0f} s per rate after {p['warmup_s']:.0f} s warm-up.")
+               f"take_events within {p['within_s']} s unless a side says otherwise, flush per "
+               f"batch unless a side says flush=linger; {p['seconds']:.0f} s per rate after "
+               f"{p['warmup_s']:.0f} s warm-up; "
+               + ("fresh topics and a fresh worker for every rate and side, run in the order "
+                  "of the table." if p["fresh_topics"] else
+                  "one worker and one set of topics per side, rates in turn."))
     out.append("")
-    head = (f"{'side':<6}{'offered/s':>10}{'sent/s':>9}{'thru/s':>9}{'back':>12}"
-            f"{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}   {'to handler p50/p99':>19}"
-            f"{'from handler p50/p99':>22}{'batch':>7}{'flush ms':>9}{'cpu wrk/brk':>12}")
-    out.append(head)
+    out.append(f"{'side':<{width}}{'offered/s':>10}{'thru/s':>8}{'back':>13}"
+               f"{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  {'to handler':>11}"
+               f"{'from handler':>13}{'batch':>7}{'flush ms':>9}{'cpu wrk/brk/oth':>17}")
+    out.append(f"{'':<{width}}{'':>10}{'':>8}{'':>13}{'(ms)':>8}{'':>8}{'':>8}{'':>8}  "
+               f"{'p50/p99':>11}{'p50/p99':>13}")
     for rate in p["rates"]:
         phase = f"r{rate:g}"
-        for side in SIDES:
-            r = result["sides"].get(side, {}).get("phases", {}).get(phase)
+        for spec in specs:
+            r = result["sides"].get(spec, {}).get("phases", {}).get(phase)
             if r is None:
                 continue
             lat, th, fh, w = r["latency_ms"], r["to_handler_ms"], r["from_handler_ms"], r["worker"]
             cpu = r["cpu_share_of_one_core"]
             out.append(
-                f"{side:<6}{rate:>10.0f}{r['sent_per_s'] or 0:>9.0f}"
-                f"{r['throughput_per_s'] or 0:>9.0f}{r['received']:>6}/{r['sent']:<5}"
-                f"{_ms(lat['p50'])}{_ms(lat['p95'])}{_ms(lat['p99'])}{_ms(lat['max'])}   "
-                f"{_pair(th):>19}{_pair(fh):>22}"
+                f"{spec:<{width}}{rate:>10.0f}{r['throughput_per_s'] or 0:>8.0f}"
+                f"{r['received']:>7}/{r['sent']:<5}"
+                f"{_ms(lat['p50'])}{_ms(lat['p95'])}{_ms(lat['p99'])}{_ms(lat['max'])}  "
+                f"{_pair(th):>11}{_pair(fh):>13}"
                 f"{w['mean_batch'] or 0:>7.1f}{w['mean_flush_ms'] or 0:>9.1f}"
-                f"{cpu['worker']:>7.0%}/{cpu['broker']:.0%}")
-    out.append("")
-    out.append("Ratio faust / plain (latency; > 1 means the Faust hop is slower):")
-    for rate, ratio in result["ratios_faust_over_plain"].items():
-        out.append(f"  {rate}/s: p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x")
+                f"{cpu['worker']:>8.0%}/{cpu['broker']:.0%}/{cpu['others']:.0%}")
+    if result["ratios"]:
+        out.append("")
+        out.append(f"Latency ratio to the baseline '{base}' measured in this run "
+                   "(> 1: slower than the plain loop):")
+        for spec, by_rate in result["ratios"].items():
+            for rate, ratio in by_rate.items():
+                out.append(f"  {spec} / {base} at {rate}/s: p50 {ratio['p50']:.2f}x, "
+                           f"p99 {ratio['p99']:.2f}x")
     out.append("")
     out.append("MEASURED.md (Faust agent, fetch wait 10 ms, linger 5 ms): "
-               + "; ".join(f"{r}/s p50 {a} ms, p99 {b} ms" for r, (a, b) in MEASURED.items())
-               + "; raw confluent-kafka consumer p50/p99 6/9 ms at 5 ms wait.")
+               + "; ".join(f"{r:,}/s p50 {a} ms, p99 {b} ms" for r, (a, b) in MEASURED.items())
+               + "; raw confluent-kafka consumers p50/p99 6/9 ms at 5 ms wait.")
     for rate in p["rates"]:
         faust = result["sides"].get("faust", {}).get("phases", {}).get(f"r{rate:g}")
         if faust and int(rate) in MEASURED and faust["latency_ms"]["p50"] is not None:
             a, b = MEASURED[int(rate)]
-            out.append(f"  faust here at {rate:g}/s: p50 {faust['latency_ms']['p50']:.0f} ms "
+            out.append(f"  faust here at {rate:,.0f}/s: p50 {faust['latency_ms']['p50']:.0f} ms "
                        f"({faust['latency_ms']['p50'] / a:.2f}x MEASURED), p99 "
                        f"{faust['latency_ms']['p99']:.0f} ms "
                        f"({faust['latency_ms']['p99'] / b:.2f}x MEASURED)")
-    out.append("Columns: latency = end consumer receive - send (ms); 'to handler' = "
-               "decided_at - ts, 'from handler' = receive - decided_at (ms, whole-ms clocks); "
-               "batch = mean events per worker batch; flush ms = mean flush wait per batch; "
-               "cpu = share of one core used by the worker / the broker during the phase.")
+    out.append("Columns: latency = end consumer receive - send; 'to handler' = decided_at - "
+               "ts, 'from handler' = receive - decided_at (whole-ms clocks); thru = outputs/s "
+               "from first send to last receive; batch = mean events per handler call; "
+               "flush ms = mean wait per publisher flush (faust: one per take_events batch, "
+               "plain: one per batch); cpu = share of one core used by the worker / the broker "
+               "/ every process outside this benchmark during the phase (the machine has "
+               f"{os.cpu_count()} cores; a high 'oth' means the figures are disturbed). "
+               "Per-window series in the JSON.")
+    busy = [(spec, rate) for rate in p["rates"] for spec in specs
+            if (result["sides"].get(spec, {}).get("phases", {}).get(f"r{rate:g}") or {})
+            .get("cpu_share_of_one_core", {}).get("others", 0) > 0.25]
+    if busy:
+        out.append("WARNING: other processes used more than a quarter of a core during: "
+                   + ", ".join(f"{spec} at {rate:g}/s" for spec, rate in busy)
+                   + " - rerun those when the machine is quieter.")
     return "\n".join(out)
+
+
+def _pct(x: float | None) -> str:
+    return "?" if x is None else f"{x:.0%}"
 
 
 def _ms(x: float | None) -> str:
@@ -387,7 +554,7 @@ def _pair(p: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[500.0, 2000.0],
-                        help="offered rates, events/s (the first is also the warm-up rate)")
+                        help="offered rates, events/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds per rate")
     parser.add_argument("--warmup-s", type=float, default=3.0)
     parser.add_argument("--drain-s", type=float, default=10.0,
@@ -399,15 +566,28 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=1000)
     parser.add_argument("--within-s", type=float, default=0.01,
                         help="faust take_events window (the adapter's default)")
-    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
+    parser.add_argument(
+        "--sides", nargs="+", type=side_spec, default=["plain", "faust"],
+        help="workers to compare, each 'plain' or 'faust' with options after a colon: "
+             "within=<s> (faust take_events window), flush=batch|linger, maxbatch=<n>; e.g. "
+             "faust:within=0.001 plain:flush=linger. The first plain side is the baseline")
+    parser.add_argument("--fresh-topics", action=argparse.BooleanOptionalAction, default=True,
+                        help="new topics and a new worker for every rate (Tansu slows down "
+                        "as a topic fills with small batches, which would bias later rates)")
+    parser.add_argument("--warmup-rate", type=float, default=500.0,
+                        help="warm-up rate (at most the first rate of a worker)")
     parser.add_argument("--ready-timeout", type=float, default=90.0)
+    parser.add_argument("--window-s", type=float, default=3.0,
+                        help="width of the windows of the latency/cpu time series")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args()
 
     result: dict[str, Any] = {"benchmark": "hop", "machine": machine(), "params": vars(args),
-                              "sides": {}, "note": NOISE_NOTE}
+                              "code": code_version(), "sides": {}, "note": NOISE_NOTE}
     pool = [e.value for e in TrafficGenerator(seed=1, rates={"transactions": 100.0})
             .take(5000, {"transactions"})]
+    for old in OUT_DIR.glob("hop_*.log"):
+        old.unlink()
     tmp = Path(tempfile.mkdtemp(prefix="techshop-hop-"))
     run_id = uuid.uuid4().hex[:6]
     settings = Settings(kafka_bootstrap_servers=None, schema_registry_url=None,
@@ -416,19 +596,26 @@ def main() -> int:
                         embedded_redis_port=free_port(), partitions=args.partitions)
     stack = EmbeddedStack(settings)
     sides: list[Side] = []
+    if args.fresh_topics:
+        plan = [(spec, [rate]) for rate in args.rates for spec in args.sides]
+    else:
+        plan = [(spec, list(args.rates)) for spec in args.sides]
     try:
         progress(f"starting the embedded stack in {tmp}")
         info = stack.start()
         progress(f"stack up: broker {info.bootstrap_servers} (pid {stack.broker.pid}), "
                  f"registry {info.schema_registry_url}")
         result["stack"] = info.as_json()
-        for name in args.sides:
-            side = Side(name, args, info, stack, tmp, run_id)
+        for n, (spec, rates) in enumerate(plan):
+            side = Side(spec, args, info, stack, tmp, f"hop{run_id}n{n}.")
             sides.append(side)
             try:
-                result["sides"][name] = run_side(side, args, pool, stack)
+                ran = run_side(side, args, pool, stack, rates)
             finally:
                 side.close()
+            entry = result["sides"].setdefault(spec, {"runs": [], "phases": {}})
+            entry["phases"].update(ran.pop("phases"))
+            entry["runs"].append(ran)
     finally:
         for side in sides:
             with contextlib.suppress(Exception):
@@ -438,16 +625,22 @@ def main() -> int:
         if not args.keep_tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    ratios = {}
-    for rate in args.rates:
-        phase = f"r{rate:g}"
-        try:
-            f = result["sides"]["faust"]["phases"][phase]["latency_ms"]
-            p = result["sides"]["plain"]["phases"][phase]["latency_ms"]
-            ratios[f"{rate:g}"] = {q: f[q] / p[q] for q in ("p50", "p95", "p99", "max")}
-        except (KeyError, TypeError, ZeroDivisionError):
+    base = next((s for s in args.sides if parse_side(s)[0] == "plain"), args.sides[0])
+    ratios: dict[str, dict[str, dict[str, float]]] = {}
+    for spec in args.sides:
+        if spec == base:
             continue
-    result["ratios_faust_over_plain"] = ratios
+        for rate in args.rates:
+            phase = f"r{rate:g}"
+            try:
+                f = result["sides"][spec]["phases"][phase]["latency_ms"]
+                b = result["sides"][base]["phases"][phase]["latency_ms"]
+                ratios.setdefault(spec, {})[f"{rate:g}"] = {
+                    q: f[q] / b[q] for q in ("p50", "p95", "p99", "max")}
+            except (KeyError, TypeError, ZeroDivisionError):
+                continue
+    result["baseline"] = base
+    result["ratios"] = ratios
     path = write_result("hop", result)
     print(report(result))
     print(f"\nresults: {path}")

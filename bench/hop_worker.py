@@ -1,14 +1,18 @@
 """The worker side of ``bench/hop.py``: transactions -> fraud-decisions, two ways.
 
 ``faust``: a :class:`~streams.app.TechShopApp` worker whose ``input_agent`` handler
-publishes one APPROVE decision per admitted transaction (the real adapter: Faust
-consumer, ``take_events``, admit, publisher, flush per batch).
+publishes one APPROVE decision per admitted transaction (the real adapter, whatever
+``streams/app.py`` holds now: Faust consumer, ``take_events``, admit, the handler once
+per partition group, the publisher flushed once per ``take_events`` batch).
 
 ``plain``: the same work without Faust: a confluent-kafka ``Consumer`` assigned to every
 input partition, ``poll`` for the first record then ``consume(n, 0)`` for what is
 already queued, the same :func:`~streams.intake.admit`, the same
 :class:`~streams.publisher.Publisher` and a flush per batch; offsets committed
 asynchronously about once a second (Faust commits every 2.8 s, in the background).
+
+``HOP_WORKER_TRACE=<n>`` (faust): print one line per batch after the n-th (timing,
+partitions, task, ages) to stdout, for looking into how batches are formed.
 
 Both read ``TECHSHOP_*`` from the environment (prefix, bootstrap, registry, fetch wait,
 linger). Stop with SIGTERM.
@@ -17,6 +21,9 @@ linger). Stop with SIGTERM.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import bisect
+import os
 import signal
 import sys
 import time
@@ -28,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streams.intake import Admitted  # noqa: E402
 
 MODEL = "bench@0"
+#: Upper edges (ms) of the histogram of gaps between the starts of successive batches.
+GAP_EDGES_MS = (1.0, 2.0, 5.0, 9.0, 12.0, 20.0, 50.0)
 
 
 class Stats:
@@ -39,14 +48,21 @@ class Stats:
 
     def __init__(self, path: str | None) -> None:
         self.path = Path(path) if path else None
-        self.batches = self.events = 0
+        self.batches = self.events = self.flushes = 0
         self.flush_s = self.flush_max_s = 0.0
+        self.gaps = [0] * (len(GAP_EDGES_MS) + 1)
+        self._last = 0.0
 
     def batch(self, size: int) -> None:
+        now = time.perf_counter()
+        if self._last:
+            self.gaps[bisect.bisect_left(GAP_EDGES_MS, (now - self._last) * 1000)] += 1
+        self._last = now
         self.batches += 1
         self.events += size
 
     def flushed(self, seconds: float) -> None:
+        self.flushes += 1
         self.flush_s += seconds
         self.flush_max_s = max(self.flush_max_s, seconds)
 
@@ -60,8 +76,9 @@ class Stats:
             while True:
                 tmp = self.path.with_suffix(".tmp")  # type: ignore[union-attr]
                 tmp.write_text(json.dumps({
-                    "batches": self.batches, "events": self.events,
-                    "flush_s": self.flush_s, "flush_max_s": self.flush_max_s}))
+                    "batches": self.batches, "events": self.events, "flushes": self.flushes,
+                    "flush_s": self.flush_s, "flush_max_s": self.flush_max_s,
+                    "gap_edges_ms": GAP_EDGES_MS, "gaps": self.gaps}))
                 tmp.replace(self.path)  # type: ignore[arg-type]
                 time.sleep(0.5)
 
@@ -88,14 +105,39 @@ def run_faust(args: argparse.Namespace) -> int:
 
     async def timed_flush(timeout: float = 30.0) -> None:  # the adapter's flush, timed
         start = time.perf_counter()
-        await flush(timeout)
+        if args.flush == "batch":
+            await flush(timeout)
         stats.flushed(time.perf_counter() - start)
 
     publisher.flush = timed_flush  # type: ignore[method-assign]
 
+    trace = int(os.environ.get("HOP_WORKER_TRACE", "0"))
+    if trace:  # how long take_events' wait for "buffer full or timeout" really lasts
+        from faust.streams import Stream
+
+        original_wait = Stream.wait_for_stopped
+
+        async def traced_wait(self: Any, *coros: Any, timeout: Any = None) -> bool:
+            start = time.perf_counter()
+            stopped = await original_wait(self, *coros, timeout=timeout)
+            if stats.batches > trace:
+                full = [c.is_set() for c in coros if hasattr(c, "is_set")]
+                lasted_ms = (time.perf_counter() - start) * 1000
+                print(f"WAIT stream={id(self):x} {start:.4f} lasted_ms={lasted_ms:.2f} "
+                      f"timeout={timeout} full={full}", flush=True)
+            return stopped
+
+        Stream.wait_for_stopped = traced_wait  # type: ignore[method-assign]
+
     async def on_batch(batch: list[Admitted]) -> None:
         stats.batch(len(batch))
         decided_at = now_ms()
+        if trace and stats.batches > trace:  # after warm-up: one line per batch
+            task = asyncio.current_task()
+            print(f"TRACE {time.perf_counter():.4f} n={len(batch)} "
+                  f"parts={sorted({i.message.partition for i in batch})} "
+                  f"task={task.get_name() if task else None} "
+                  f"age_ms={[decided_at - i.event['ts'] for i in batch]}", flush=True)
         for item in batch:
             publisher.publish("fraud-decisions", decision(item.event, decided_at))
 
@@ -166,7 +208,8 @@ def run_plain(args: argparse.Namespace) -> int:
             for item in batch.accepted:
                 publisher.publish("fraud-decisions", decision(item.event, decided_at))
             start = time.perf_counter()
-            publisher.flush_sync()
+            if args.flush == "batch":
+                publisher.flush_sync()
             stats.flushed(time.perf_counter() - start)
             if time.monotonic() - last_commit > 1.0:
                 consumer.commit(asynchronous=True)
@@ -185,6 +228,10 @@ def main() -> int:
                         help="faust: take_events window (the adapter's default 0.01)")
     parser.add_argument("--loglevel", default="info", help="faust worker log level")
     parser.add_argument("--ready-file", help="plain: written once partitions are assigned")
+    parser.add_argument("--flush", choices=["batch", "linger"], default="batch",
+                        help="batch: wait for delivery after each batch (what the adapter "
+                        "does); linger: never wait, librdkafka sends after linger.ms "
+                        "(an experiment: offsets may then be committed before delivery)")
     parser.add_argument("--stats-file", help="batch and flush counters, rewritten every 0.5 s")
     args = parser.parse_args()
     return run_faust(args) if args.mode == "faust" else run_plain(args)

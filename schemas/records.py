@@ -198,12 +198,20 @@ class ModelEvent(Record):
     ts: int
 
 
+@dataclass(frozen=True, slots=True)
+class EntityObservation(Record):
+    SCHEMA: ClassVar[str] = "entity_observation"
+    entity: str
+    card_id: str
+    ts: int
+
+
 #: Every top-level record, by schema name.
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.SCHEMA: cls
     for cls in (
         Transaction, ClickEvent, ImageUpload, CatalogItem, FraudDecision, Recommendation,
         ModerationDecision, FraudLabel, ModerationReview, DeadLetter, TrainingExample,
-        ModelUpdate, ModelEvent,
+        ModelUpdate, ModelEvent, EntityObservation,
     )
 }

@@ -24,6 +24,7 @@ class TopicKind(StrEnum):
     DECISION = "decision"
     FEEDBACK = "feedback"
     LEARNING = "learning"
+    INTERNAL = "internal"
     DEAD_LETTER = "dead-letter"
 
 
@@ -69,6 +70,8 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec("model-updates", "model_update", "model", TopicKind.LEARNING,
                   compacted=True, partitions=1),
         TopicSpec("model-events", "model_event", "model", TopicKind.LEARNING, partitions=1),
+        TopicSpec("fraud-entities", "entity_observation", "entity", TopicKind.INTERNAL,
+                  doc="transactions re-keyed by merchant and device, for their velocity"),
         TopicSpec("dead-letters", "dead_letter", None, TopicKind.DEAD_LETTER),
     )
 }

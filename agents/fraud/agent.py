@@ -1,26 +1,176 @@
-"""The fraud pipeline's Faust adapter: transactions -> fraud-decisions."""
+"""The fraud pipeline's Faust adapter.
+
+* ``fraud-decide`` reads ``transactions`` (keyed by card) in batches, calls the pure
+  :func:`agents.fraud.decide.decide`, publishes ``fraud-decisions``, and, once they are
+  delivered, stores each decision's provenance (``fraud-decided``, keyed by txn_id: the
+  idempotence record and the features the label join needs) and the card state
+  (``fraud-cards``). Both tables are RocksDB-backed and changelogged.
+* Each decided transaction is re-keyed by merchant and by device onto ``fraud-entities``;
+  ``fraud-entities`` updates those velocity windows (``fraud-entity-windows`` table)
+  and mirrors them to Redis, where ``fraud-decide`` reads them for the next batches.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import time
+from typing import TYPE_CHECKING, Any
 
-from agents.fraud.decide import FraudState, decide
+import orjson
+
+from agents.fraud.decide import FraudModels, FraudState, decide
+from agents.fraud.features import CardState, EntityWindow
+from agents.fraud.metrics import FraudMetrics
+from agents.fraud.models import FraudModelHolder
+from models.registry import ModelRegistry, signing_key_from
+from streams.errors import ProcessingError
 from streams.intake import Admitted
 
 if TYPE_CHECKING:
     from streams.app import TechShopApp
 
-__all__ = ["register"]
+__all__ = ["register", "EntityCache", "open_registry"]
+
+log = logging.getLogger(__name__)
+ENTITY_TTL_S = 2 * 3600
+
+
+def open_registry(app: TechShopApp) -> ModelRegistry:
+    s = app.settings
+    key = s.model_signing_key.get_secret_value() if s.model_signing_key else None
+    s.models_path.mkdir(parents=True, exist_ok=True)
+    return ModelRegistry(s.models_path, signing_key_from(s.models_path / "signing.key", key))
+
+
+class EntityCache:
+    """Merchant and device velocity windows, materialised in Redis for every worker."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        import redis
+
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=2)
+        self.prefix = f"{prefix}fraud:entity:"
+
+    def fetch(self, txns: list[dict[str, Any]]
+              ) -> tuple[dict[str, EntityWindow], dict[str, EntityWindow]]:
+        merchants = sorted({t["merchant_id"] for t in txns})
+        devices = sorted({t["device_id"] for t in txns})
+        keys = [f"{self.prefix}m:{m}" for m in merchants] + \
+               [f"{self.prefix}d:{d}" for d in devices]
+        values = self.redis.mget(keys) if keys else []
+        found = [None if v is None else EntityWindow.from_dict(orjson.loads(v))
+                 for v in values]
+        m = {k: w for k, w in zip(merchants, found[:len(merchants)], strict=True) if w}
+        d = {k: w for k, w in zip(devices, found[len(merchants):], strict=True) if w}
+        return m, d
+
+    def store(self, windows: dict[str, EntityWindow]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for entity, window in windows.items():
+            pipe.set(f"{self.prefix}{entity}", orjson.dumps(window.to_dict()), ex=ENTITY_TTL_S)
+        pipe.execute()
 
 
 def register(app: TechShopApp) -> None:
     from streams.app import now_ms
+    from streams.broadcast import BroadcastReader
 
-    state = FraudState()
+    s = app.settings
+    metrics = FraudMetrics.create(app.registry)
 
-    async def on_batch(batch: list[Admitted]) -> None:
-        decisions = decide([item.event for item in batch], state, now_ms=now_ms())
-        for decision in decisions:
-            app.publisher.publish("fraud-decisions", decision)
+    def show_models(models: FraudModels) -> None:
+        metrics.model_info.clear()
+        metrics.model_info.labels("rules", models.rules.model_id).set(1)
+        if models.champion is not None:
+            metrics.model_info.labels("champion", models.champion.model_id).set(1)
+        if models.challenger is not None:
+            metrics.model_info.labels("challenger", models.challenger.model_id).set(1)
 
-    app.input_agent("transactions", on_batch, name="fraud-decide")
+    holder = FraudModelHolder(open_registry(app), budget_ms=s.fraud_model_budget_ms,
+                              on_change=show_models)
+    app.fraud_models = holder  # type: ignore[attr-defined]
+    app.add_readiness_check("fraud_models_checked", lambda: holder.checked)
+    cache = EntityCache(s.serving_redis_url, s.topic_prefix)
+    cards = app.faust.Table("fraud-cards", default=None, key_type=str,
+                            partitions=s.partitions)
+    decided = app.faust.Table("fraud-decided", default=None, key_type=str,
+                              partitions=s.partitions)
+    windows = app.faust.Table("fraud-entity-windows", default=None, key_type=str,
+                              partitions=s.partitions)
+    app.fraud_decided = decided  # type: ignore[attr-defined]
+    from agents.learning import fraud_feedback
+
+    sweep, on_decided = fraud_feedback.register(app, holder, metrics)
+
+    @app.faust.task
+    async def load_models() -> None:
+        import asyncio
+
+        holder.load_latest()
+        reader = BroadcastReader(s, app.codecs, "model-updates", holder.on_update)
+        reader.start(asyncio.get_running_loop())
+
+    async def on_transactions(batch: list[Admitted]) -> None:
+        txns = [item.event for item in batch]
+        already = {t["txn_id"]: True for t in txns if decided.get(t["txn_id"]) is not None}
+        state_cards = {}
+        for card_id in {t["card_id"] for t in txns}:
+            stored = cards.get(card_id)
+            if stored is not None:
+                state_cards[card_id] = CardState.from_dict(stored)
+        merchants, devices = cache.fetch(txns)
+        state = FraudState(cards=state_cards, merchants=merchants, devices=devices)
+        result = decide(txns, state, holder.models, now_ms=now_ms(), already=already,
+                        grace_ms=s.fraud_grace_ms)
+        for position in result.late:
+            metrics.late_events.inc()
+            app.reject(batch[position].message, ProcessingError(
+                f"transaction {txns[position]['txn_id']} is more than {s.fraud_grace_ms} ms "
+                "behind its card's newest event time", "late_event"))
+        if result.repeats:
+            metrics.repeats.inc(len(result.repeats))
+        if result.fallback_reason is not None:
+            metrics.fallbacks.labels(result.fallback_reason.split(":")[0]).inc()
+        elif result.champion_ms:
+            metrics.score_seconds.observe(result.champion_ms / 1000.0)
+        for item in result.decided:
+            txn = txns[item.position]
+            app.publisher.publish("fraud-decisions", item.decision)
+            for entity in (f"m:{txn['merchant_id']}", f"d:{txn['device_id']}"):
+                app.publisher.publish("fraud-entities", {"entity": entity,
+                                                         "card_id": txn["card_id"],
+                                                         "ts": txn["ts"]})
+        await app.publisher.flush()
+        # Delivered: now make the decisions durable (a crash before this line means a
+        # redelivery decides again: a duplicate, never a loss).
+        published = time.time()
+        for item in result.decided:
+            message = batch[item.position].message
+            decided[item.decision["txn_id"]] = {
+                **item.provenance, "partition": message.partition, "offset": message.offset,
+                "decision_record": item.decision, "labelled": False,
+            }
+            if message.timestamp_ms:
+                metrics.latency.observe(max(0.0, published - message.timestamp_ms / 1000.0))
+            metrics.decisions.labels(item.decision["decision"], item.decision["variant"]).inc()
+            on_decided(message.partition, item.decision["ts"], item.decision["txn_id"])
+        for card_id, card in state.cards.items():
+            cards[card_id] = card.to_dict()
+        sweep(batch[0].message.partition)
+
+    async def on_entities(batch: list[Admitted]) -> None:
+        touched: dict[str, EntityWindow] = {}
+        for item in batch:
+            entity = item.event["entity"]
+            window = touched.get(entity)
+            if window is None:
+                stored = windows.get(entity)
+                window = EntityWindow.from_dict(stored) if stored else EntityWindow()
+                touched[entity] = window
+            window.observe(item.event["ts"], item.event["card_id"])
+        for entity, window in touched.items():
+            windows[entity] = window.to_dict()
+        cache.store(touched)
+
+    app.input_agent("transactions", on_transactions, name="fraud-decide")
+    app.input_agent("fraud-entities", on_entities, name="fraud-entities")

@@ -1,87 +1,222 @@
-"""Fraud decisions, pure and batch-shaped: transactions + state -> decisions.
+"""Fraud decisions, pure and batch-shaped: transactions + state + models -> decisions.
 
-This is the foundation's slice: a transparent rules score over the transaction and the
-card's recent activity. Model scoring (ONNX, River) plugs in behind the same function.
+:func:`decide` is the one implementation the Faust agent and the backtest both call.
+For a batch it computes the features (:mod:`agents.fraud.features`), scores them with
+the champion model, falls back to the rules when the champion is missing, fails or is
+over its time budget, scores the challenger in shadow, applies the thresholds stored
+with the model, and returns each decision with its provenance (feature vector, window
+values, rule hits, models, thresholds) so it can be explained when a chargeback
+arrives weeks later.
 
->>> state = FraudState()
->>> txn = {"txn_id": "t1", "card_id": "c1", "amount": 12.5, "country": "FR",
-...        "device_id": "d1", "ts": 1_700_000_000_000}
->>> [d["decision"] for d in decide([txn], state, now_ms=1_700_000_000_010)]
-['APPROVE']
+Idempotence: transactions whose ``txn_id`` is in ``already`` are not decided again;
+their positions come back in ``repeats``.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import time
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FraudState", "Thresholds", "decide", "RULES_MODEL"]
+import numpy as np
 
-RULES_MODEL = "rules@1"
-_WINDOW_MS = 60_000
+from agents.fraud.features import (
+    FEATURE_NAMES,
+    GRACE_MS,
+    CardState,
+    EntityWindow,
+    compute_features,
+)
+from scorers.base import Scorer
+from scorers.rules import RulesScorer
+
+__all__ = ["Thresholds", "FraudModels", "FraudState", "Decided", "BatchResult", "decide",
+           "CircuitBreaker", "outcome"]
 
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    review: float = 0.5
-    decline: float = 0.8
+    """Scores at or above ``review`` are flagged REVIEW; at or above ``decline``, DECLINE."""
+
+    review: float
+    decline: float
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], default: Thresholds) -> Thresholds:
+        return cls(float(data.get("review", default.review)),
+                   float(data.get("decline", default.decline)))
+
+
+RULES_THRESHOLDS = Thresholds(review=0.5, decline=0.8)
+
+
+def outcome(score: float, thresholds: Thresholds) -> str:
+    """The decision for a score.
+
+    >>> t = Thresholds(review=0.2, decline=0.7)
+    >>> [outcome(s, t) for s in (0.1, 0.2, 0.69, 0.7)]
+    ['APPROVE', 'REVIEW', 'REVIEW', 'DECLINE']
+    """
+    if score >= thresholds.decline:
+        return "DECLINE"
+    return "REVIEW" if score >= thresholds.review else "APPROVE"
 
 
 @dataclass
-class CardActivity:
-    recent: deque[tuple[int, float]] = field(default_factory=deque)
-    countries: set[str] = field(default_factory=set)
-    devices: set[str] = field(default_factory=set)
+class CircuitBreaker:
+    """After ``trip_after`` consecutive failures or slow batches, skip the champion for
+    ``cool_off_s`` so latency recovers; then try it again."""
+
+    trip_after: int = 3
+    cool_off_s: float = 30.0
+    failures: int = 0
+    open_until: float = 0.0
+
+    def allows(self, now: float) -> bool:
+        return now >= self.open_until
+
+    def record(self, ok: bool, now: float) -> None:
+        if ok:
+            self.failures = 0
+            return
+        self.failures += 1
+        if self.failures >= self.trip_after:
+            self.open_until = now + self.cool_off_s
+            self.failures = 0
+
+
+@dataclass
+class FraudModels:
+    """The scorers in use. ``champion`` None means "not loaded": the rules decide."""
+
+    rules: RulesScorer
+    champion: Scorer | None = None
+    champion_thresholds: Thresholds = RULES_THRESHOLDS
+    challenger: Scorer | None = None
+    budget_ms: float = 50.0
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    #: Why the champion is absent, when it is (e.g. the registry's integrity error).
+    champion_error: str | None = None
+
+    @classmethod
+    def rules_only(cls, reason: str = "no model loaded") -> FraudModels:
+        return cls(rules=RulesScorer(FEATURE_NAMES), champion_error=reason)
 
 
 @dataclass
 class FraudState:
-    """What the decision needs to remember: per-card activity and decided txn ids."""
+    """What decisions remember: card state (read-write) and entity velocity (read-only
+    snapshots maintained by the re-keyed entity agent)."""
 
-    cards: dict[str, CardActivity] = field(default_factory=dict)
-    decided: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _rules(txn: dict[str, Any], card: CardActivity) -> tuple[float, list[str]]:
-    score, hits = 0.02, []
-    ts = txn["ts"]
-    while card.recent and card.recent[0][0] < ts - _WINDOW_MS:
-        card.recent.popleft()
-    if len(card.recent) >= 5:
-        score += 0.45
-        hits.append("rule:velocity_1m")
-    if txn["amount"] >= 1000:
-        score += 0.35
-        hits.append("rule:high_amount")
-    new_country = bool(card.countries) and txn["country"] not in card.countries
-    new_device = bool(card.devices) and txn["device_id"] not in card.devices
-    if new_country and new_device:
-        score += 0.4
-        hits.append("rule:new_device_new_country")
-    return min(score, 0.99), hits
+    cards: MutableMapping[str, CardState] = field(default_factory=dict)
+    merchants: Mapping[str, EntityWindow] = field(default_factory=dict)
+    devices: Mapping[str, EntityWindow] = field(default_factory=dict)
 
 
-def decide(txns: list[dict[str, Any]], state: FraudState, *, now_ms: int,
-           thresholds: Thresholds = Thresholds()) -> list[dict[str, Any]]:
-    """One decision per transaction, in input order; a txn_id decided before gets the
-    same decision again (idempotent), which callers use to avoid republishing."""
-    out = []
-    for txn in txns:
-        previous = state.decided.get(txn["txn_id"])
-        if previous is not None:
-            out.append(previous)
+@dataclass(slots=True)
+class Decided:
+    position: int
+    decision: dict[str, Any]
+    provenance: dict[str, Any]
+
+
+@dataclass
+class BatchResult:
+    decided: list[Decided] = field(default_factory=list)
+    late: list[int] = field(default_factory=list)
+    repeats: list[int] = field(default_factory=list)
+    #: None when the champion decided; else why the rules did.
+    fallback_reason: str | None = None
+    champion_ms: float = 0.0
+
+
+def decide(txns: Sequence[Mapping[str, Any]], state: FraudState, models: FraudModels, *,
+           now_ms: int, already: Mapping[str, Any] | None = None, grace_ms: int = GRACE_MS,
+           clock: Callable[[], float] = time.perf_counter) -> BatchResult:
+    """Decide every transaction of the batch that was not decided before."""
+    result = BatchResult()
+    fresh: list[Mapping[str, Any]] = []
+    positions: list[int] = []
+    seen = set()
+    for position, txn in enumerate(txns):
+        txn_id = txn["txn_id"]
+        if (already is not None and txn_id in already) or txn_id in seen:
+            result.repeats.append(position)
             continue
-        card = state.cards.setdefault(txn["card_id"], CardActivity())
-        score, hits = _rules(txn, card)
-        card.recent.append((txn["ts"], txn["amount"]))
-        card.countries.add(txn["country"])
-        card.devices.add(txn["device_id"])
-        outcome = ("DECLINE" if score >= thresholds.decline
-                   else "REVIEW" if score >= thresholds.review else "APPROVE")
-        decision = {"txn_id": txn["txn_id"], "decision": outcome, "score": score,
-                    "model": RULES_MODEL, "ts": txn["ts"], "decided_at": now_ms,
-                    "reasons": hits, "card_id": txn["card_id"], "variant": "champion"}
-        state.decided[txn["txn_id"]] = decision
-        out.append(decision)
-    return out
+        seen.add(txn_id)
+        fresh.append(txn)
+        positions.append(position)
+    if not fresh:
+        return result
+    batch = compute_features(fresh, state.cards, state.merchants, state.devices,
+                             grace_ms=grace_ms)
+    result.late = [positions[i] for i in batch.late]
+    if not batch.index:
+        return result
+    X = batch.matrix
+    rule_scores, rule_hits = models.rules.score_with_reasons(X)
+    scores, decided_by, thresholds, reason = _champion_scores(models, X, clock, result)
+    if scores is None:
+        scores, decided_by, thresholds = rule_scores, models.rules.model_id, RULES_THRESHOLDS
+    result.fallback_reason = reason
+    shadow = _shadow_scores(models.challenger, X)
+    for row, i in enumerate(batch.index):
+        txn = fresh[i]
+        score = float(scores[row])
+        verdict = outcome(score, thresholds)
+        reasons = list(rule_hits[row]) or _strongest(X[row])
+        decision = {
+            "txn_id": txn["txn_id"], "decision": verdict, "score": score,
+            "model": decided_by, "ts": txn["ts"], "decided_at": now_ms, "reasons": reasons,
+            "card_id": txn["card_id"], "variant": "champion" if reason is None else "fallback",
+        }
+        provenance = {
+            "txn_id": txn["txn_id"], "card_id": txn["card_id"], "ts": txn["ts"],
+            "features": [float(v) for v in X[row]], "windows": batch.windows[row],
+            "rule_hits": rule_hits[row], "rules_score": float(rule_scores[row]),
+            "model": decided_by, "score": score, "decision": verdict,
+            "thresholds": [thresholds.review, thresholds.decline], "fallback": reason,
+            "challenger": None if shadow is None else
+            {"model": shadow[0], "score": float(shadow[1][row])},
+        }
+        result.decided.append(Decided(positions[i], decision, provenance))
+    return result
+
+
+def _champion_scores(models: FraudModels, X: np.ndarray, clock: Callable[[], float],
+                     result: BatchResult) -> tuple[Any, str, Thresholds, str | None]:
+    champion = models.champion
+    if champion is None:
+        return None, "", RULES_THRESHOLDS, f"champion unavailable: {models.champion_error}"
+    started = clock()
+    if not models.breaker.allows(started):
+        return None, "", RULES_THRESHOLDS, "champion paused after repeated failures"
+    try:
+        scores = champion.score(X)
+    except Exception as exc:  # any model failure: the rules decide this batch
+        models.breaker.record(False, clock())
+        return None, "", RULES_THRESHOLDS, f"champion failed: {type(exc).__name__}: {exc}"
+    elapsed_ms = (clock() - started) * 1000.0
+    result.champion_ms = elapsed_ms
+    if elapsed_ms > models.budget_ms:
+        models.breaker.record(False, clock())
+        return None, "", RULES_THRESHOLDS, (
+            f"champion over budget: {elapsed_ms:.1f} ms > {models.budget_ms:.0f} ms")
+    models.breaker.record(True, clock())
+    return scores, champion.model_id, models.champion_thresholds, None
+
+
+def _shadow_scores(challenger: Scorer | None, X: np.ndarray) -> tuple[str, Any] | None:
+    if challenger is None:
+        return None
+    try:
+        return challenger.model_id, challenger.score(X)
+    except Exception:  # the challenger never affects a decision
+        return None
+
+
+def _strongest(row: np.ndarray, k: int = 2) -> list[str]:
+    """Without rule hits: the features furthest from zero, as weak explanations."""
+    order = np.argsort(-np.abs(row))[:k]
+    return [f"feature:{FEATURE_NAMES[i]}" for i in order]

@@ -17,6 +17,11 @@ MODULES = [
     "streams.registry.client",
     "streams.registry.compat",
     "streams.registry.store",
+    "scorers.base",
+    "scorers.rules",
+    "scorers.river_scorer",
+    "models.gbdt",
+    "models.registry",
 ]
 
 

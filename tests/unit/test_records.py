@@ -253,7 +253,7 @@ def matches(avro: Any, expected: Any) -> bool:
 
 def test_contract_covers_every_contract_topic() -> None:
     assert set(CONTRACT) <= set(TOPICS)
-    learning = {"training-examples", "model-updates", "model-events"}
+    learning = {"training-examples", "model-updates", "model-events", "fraud-entities"}
     assert set(TOPICS) - set(CONTRACT) == learning  # internal, not part of the contract
 
 

@@ -1,0 +1,1 @@
+"""Learning agents: labels joined with decision-time features, online training."""

@@ -1,0 +1,221 @@
+"""The fraud learning loop: labels joined with decision-time features, and the online
+trainer.
+
+* :func:`training_example` and :class:`LabelWindow` are pure: what an example looks
+  like, and which stored decisions have outlived the label window (no chargeback in
+  ``TECHSHOP_FRAUD_LABEL_WINDOW_MS`` of event time: a legitimate transaction).
+* ``fraud-labels`` agent: a label finds its decision's provenance in ``fraud-decided``
+  (same card key, so the same partition) and becomes a ``training-examples`` record; a
+  label for an unknown transaction waits one label window, then is dead-lettered
+  ``label.unmatched``.
+* ``fraud-trainer`` agent: the only reader of ``training-examples`` (one partition,
+  in order); the River challenger learns from each example (prequential metrics) and
+  every N examples or T seconds a new version goes to the registry and
+  ``model-updates``, which every worker applies without a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agents.fraud.features import FEATURE_NAMES
+
+if TYPE_CHECKING:
+    from agents.fraud.metrics import FraudMetrics
+    from agents.fraud.models import FraudModelHolder
+    from streams.app import TechShopApp
+
+__all__ = ["LabelWindow", "training_example", "register"]
+
+log = logging.getLogger(__name__)
+MODEL_FAMILY = "fraud"
+
+
+def training_example(provenance: Mapping[str, Any], label: bool, label_ts: int
+                     ) -> dict[str, Any]:
+    """The ``training-examples`` record for a decided transaction and its label."""
+    return {
+        "example_id": provenance["txn_id"], "model": MODEL_FAMILY,
+        "entity_id": provenance["card_id"],
+        "features": dict(zip(FEATURE_NAMES, provenance["features"], strict=False)),
+        "label": 1.0 if label else 0.0, "score": float(provenance["score"]),
+        "decided_by": provenance["model"], "event_ts": int(provenance["ts"]),
+        "ts": int(label_ts),
+    }
+
+
+class LabelWindow:
+    """Per partition, decided transactions in event-time order, to find those whose
+    label window has passed. Rebuilt from the table after a restart."""
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.queues: dict[int, deque[tuple[int, str]]] = defaultdict(deque)
+        self.watermarks: dict[int, int] = defaultdict(int)
+
+    def add(self, partition: int, ts: int, key: str) -> None:
+        self.queues[partition].append((ts, key))
+        if ts > self.watermarks[partition]:
+            self.watermarks[partition] = ts
+
+    def expired(self, partition: int) -> list[tuple[int, str]]:
+        """Entries older than the partition's event-time watermark minus the window."""
+        queue, limit = self.queues[partition], self.watermarks[partition] - self.window_ms
+        out = []
+        while queue and queue[0][0] < limit:
+            out.append(queue.popleft())
+        return out
+
+
+def register(app: TechShopApp, holder: FraudModelHolder, metrics: FraudMetrics) -> Any:
+    """Register the labels and trainer agents; returns the sweep to call per batch."""
+    from streams.app import now_ms
+    from streams.errors import ProcessingError
+    from streams.intake import Admitted, RawMessage
+
+    s = app.settings
+    decided = app.fraud_decided  # type: ignore[attr-defined]
+    pending = app.faust.Table("fraud-pending-labels", default=None, key_type=str,
+                              partitions=s.partitions)
+    decisions_window = LabelWindow(s.fraud_label_window_ms)
+    labels_window = LabelWindow(s.fraud_label_window_ms)
+    rebuilt = {"done": False}
+
+    def emit(provenance: Mapping[str, Any], label: bool, label_ts: int) -> None:
+        app.publisher.publish("training-examples", training_example(provenance, label,
+                                                                    label_ts))
+        metrics.training_examples.labels("fraud" if label else "legit").inc()
+
+    def rebuild() -> None:
+        for txn_id, entry in decided.items():
+            decisions_window.add(entry["partition"], entry["ts"], txn_id)
+        for txn_id, entry in pending.items():
+            labels_window.add(entry["partition"], entry["ts"], txn_id)
+        rebuilt["done"] = True
+
+    def on_decided(partition: int, ts: int, txn_id: str) -> None:
+        decisions_window.add(partition, ts, txn_id)
+        labels_window.watermarks[partition] = max(labels_window.watermarks[partition], ts)
+
+    def sweep(partition: int) -> None:
+        """Called by the decision agent after each batch of ``partition``."""
+        if not rebuilt["done"]:
+            rebuild()
+        for _, txn_id in decisions_window.expired(partition):
+            entry = decided.get(txn_id)
+            if entry is None:
+                continue
+            if not entry.get("labelled"):
+                emit(entry, False, decisions_window.watermarks[partition])
+            del decided[txn_id]
+        for _, txn_id in labels_window.expired(partition):
+            waiting = pending.pop(txn_id, None)
+            if waiting is None:
+                continue
+            entry = decided.get(txn_id)
+            if entry is not None:
+                _apply_label(entry, waiting["is_fraud"], waiting["ts"])
+                continue
+            metrics.labels_unmatched.inc()
+            app.reject(RawMessage(waiting["topic"], waiting["partition"], waiting["offset"],
+                                  _unb64(waiting["key"]), _unb64(waiting["value"])),
+                       ProcessingError(f"no transaction {txn_id} within the label window",
+                                       "label.unmatched"))
+
+    def _apply_label(entry: Mapping[str, Any], is_fraud: bool, label_ts: int) -> None:
+        emit(entry, is_fraud, label_ts)
+        decided[entry["txn_id"]] = {**entry, "labelled": True}
+
+    async def on_labels(batch: list[Admitted]) -> None:
+        for item in batch:
+            label, message = item.event, item.message
+            entry = decided.get(label["txn_id"])
+            if entry is not None:
+                if not entry.get("labelled"):
+                    _apply_label(entry, label["is_fraud"], label["ts"])
+                continue
+            pending[label["txn_id"]] = {
+                "ts": label["ts"], "is_fraud": label["is_fraud"], "topic": message.topic,
+                "partition": message.partition, "offset": message.offset,
+                "key": _b64(message.key), "value": _b64(message.value),
+            }
+            labels_window.add(message.partition, label["ts"], label["txn_id"])
+
+    trainer = _Trainer(app, holder)
+
+    async def on_examples(batch: list[Admitted]) -> None:
+        trainer.learn([item.event for item in batch if item.event["model"] == MODEL_FAMILY])
+        trainer.maybe_publish(now_ms())
+
+    app.input_agent("fraud-labels", on_labels, name="fraud-labels")
+    app.input_agent("training-examples", on_examples, name="fraud-trainer")
+    return sweep, on_decided
+
+
+class _Trainer:
+    """The online learner: continues from the latest challenger version."""
+
+    def __init__(self, app: TechShopApp, holder: FraudModelHolder) -> None:
+        self.app, self.holder = app, holder
+        self.scorer: Any = None
+        self.parent: str | None = None
+        self.since_publish = 0
+        self.last_publish = time.monotonic()
+
+    def _ensure(self) -> Any:
+        if self.scorer is None:
+            from agents.fraud.models import CHALLENGER
+            from scorers.river_scorer import RiverScorer
+
+            registry = self.holder.registry
+            if CHALLENGER in registry.names():
+                self.scorer = registry.load_scorer(CHALLENGER)
+                self.parent = self.scorer.version
+            else:
+                self.scorer = RiverScorer(FEATURE_NAMES, name=CHALLENGER, version="0")
+        return self.scorer
+
+    def learn(self, examples: list[dict[str, Any]]) -> None:
+        if not examples:
+            return
+        X = np.array([[ex["features"].get(n, 0.0) for n in FEATURE_NAMES] for ex in examples],
+                     dtype=np.float32)
+        y = np.array([ex["label"] >= 0.5 for ex in examples])
+        self._ensure().learn(X, y)
+        self.since_publish += len(examples)
+
+    def maybe_publish(self, ts: int) -> None:
+        s = self.app.settings
+        due = (self.since_publish >= s.trainer_every_examples or (
+            self.since_publish and time.monotonic() - self.last_publish >= s.trainer_every_s))
+        if not due:
+            return
+        scorer = self._ensure()
+        manifest = self.holder.registry.publish_scorer(
+            scorer, metrics=scorer.metrics(), parent_version=self.parent)
+        self.parent = manifest.version
+        self.since_publish, self.last_publish = 0, time.monotonic()
+        folder = self.holder.registry.root / manifest.name / manifest.version
+        self.app.publisher.publish("model-updates", {
+            "model": manifest.name, "version": manifest.version, "kind": manifest.kind,
+            "uri": folder.as_uri(), "sha256": manifest.sha256, "signature": manifest.signature,
+            "role": "challenger", "metrics": {k: float(v) for k, v in manifest.metrics.items()
+                                              if isinstance(v, int | float)},
+            "ts": ts,
+        })
+        log.info("published %s (%s)", manifest.model_id, manifest.metrics)
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
