@@ -96,6 +96,20 @@ def cpu_now(stack: EmbeddedStack, side: Side) -> dict[str, float]:
     return now
 
 
+def wait_for_quiet(stack: EmbeddedStack, side: Side, most_s: float,
+                   threshold: float = 0.3) -> float:
+    """Wait (at most ``most_s``) until processes outside the benchmark use less than
+    ``threshold`` of a core over one second; the share seen last."""
+    deadline = time.monotonic() + most_s
+    while True:
+        before = cpu_now(stack, side)["others"]
+        time.sleep(1.0)
+        share = cpu_now(stack, side)["others"] - before
+        if share < threshold or time.monotonic() >= deadline:
+            return share
+        progress(f"other processes use {share:.0%} of a core: waiting for a quieter moment")
+
+
 class CpuSampler:
     """Samples the CPU seconds of a few processes once a second, in a thread."""
 
@@ -397,6 +411,8 @@ def _run_phases(side: Side, args: argparse.Namespace, pool: list[dict[str, Any]]
     phases = {}
     for rate in rates:
         phase = f"r{rate:g}"
+        if args.quiet_wait_s > 0:
+            wait_for_quiet(stack, side, args.quiet_wait_s)
         stats0, t0 = side.stats(), time.monotonic()
         cpu0 = cpu_now(stack, side)
         progress(f"{side.spec}: offering {rate:.0f}/s for {args.seconds:.0f} s")
@@ -577,6 +593,9 @@ def main() -> int:
     parser.add_argument("--warmup-rate", type=float, default=500.0,
                         help="warm-up rate (at most the first rate of a worker)")
     parser.add_argument("--ready-timeout", type=float, default=90.0)
+    parser.add_argument("--quiet-wait-s", type=float, default=10.0,
+                        help="before each rate, wait up to this long for other processes "
+                        "to use under 30%% of a core (0: do not wait)")
     parser.add_argument("--window-s", type=float, default=3.0,
                         help="width of the windows of the latency/cpu time series")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs)")

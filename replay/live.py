@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from replay.fraud_backtest import world_size
 from replay.generator import FraudConfig, TrafficGenerator, paced
 from streams.errors import TechShopError
 from streams.metrics import StreamMetrics
@@ -61,7 +62,8 @@ class LiveTraffic:
         uploads.mkdir(parents=True, exist_ok=True)
         generator = TrafficGenerator(seed=self.seed, start_ts_ms=int(time.time() * 1000),
                                      images_dir=uploads, rates=dict(self.rates),
-                                     fraud=self.fraud, keep_ground_truth=False)
+                                     fraud=self.fraud, keep_ground_truth=False,
+                                     **world_size(self.rates.get("transactions", 200.0)))
         pacer = paced(generator, speed=self.speed)
         self._pacer = pacer
         deadline = None if self.duration_s is None else time.monotonic() + self.duration_s

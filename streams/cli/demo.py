@@ -125,6 +125,8 @@ def demo_command(args: argparse.Namespace) -> int:
                               seed=args.seed, duration_s=args.duration,
                               max_events=args.max_events).start()
         counter = TopicCounter(settings).start()
+        if worker is not None:
+            _bootstrap_in_background(settings, env, console)
         try:
             _show(console, counter, traffic, worker, stop, args, Live, render_table)
         except KeyboardInterrupt:
@@ -137,6 +139,27 @@ def demo_command(args: argparse.Namespace) -> int:
                 _stop_process(worker)
     console.print("stopped cleanly")
     return 0
+
+
+def _bootstrap_in_background(settings: Settings, env: dict[str, str], console: Any) -> None:
+    """Train the fraud models if the registry is empty, then announce them: the worker
+    decides with the rules meanwhile and swaps without a restart."""
+    from streams.cli.models_cmd import _registry, announce, bootstrap_if_empty
+
+    def run() -> None:
+        try:
+            if bootstrap_if_empty(settings, lambda m: console.print(f"[dim]models: {m}[/dim]")):
+                registry = _registry(settings)
+                stack_settings = load_settings(kafka_bootstrap_servers=env[
+                    "TECHSHOP_KAFKA_BOOTSTRAP_SERVERS"], schema_registry_url=env[
+                    "TECHSHOP_SCHEMA_REGISTRY_URL"])
+                announce(stack_settings, registry, [registry.manifest(n) for n in
+                                                    registry.names()])
+                console.print("[bold]models announced on model-updates[/bold]")
+        except Exception as exc:  # the demo goes on with the rules
+            console.print(f"[red]model bootstrap failed: {exc}[/red]")
+
+    threading.Thread(target=run, name="bootstrap", daemon=True).start()
 
 
 def _show(console: Any, counter: Any, traffic: Any, worker: Any, stop: threading.Event,

@@ -46,8 +46,10 @@ def add_commands(sub: Any) -> None:
     worker.set_defaults(func=worker_command)
 
     from streams.cli import demo as demo_module
+    from streams.cli import models_cmd
 
     demo_module.add_commands(sub)
+    models_cmd.add_commands(sub)
 
 
 def up_command(args: argparse.Namespace) -> int:
