@@ -36,20 +36,21 @@ Progress = Callable[[str], None]
 HISTORY_START_MS = 1_760_000_000_000  # a fixed past: labels of history are all "in"
 
 
-def world_size(txn_rate: float) -> dict[str, int]:
+def world_size(txn_rate: float) -> tuple[int, int]:
     """Cards and users for a transaction rate such that a card pays every ~5 minutes on
     average, whatever the rate: velocity features then mean the same in training, in a
     demo and in a backtest."""
     cards = max(5_000, int(txn_rate * 300))
-    return {"n_cards": cards, "n_users": max(2_000, cards // 2)}
+    return cards, max(2_000, cards // 2)
 
 
 def labelled_transactions(seed: int, n: int, *, rate: float = 200.0,
                           start_ts_ms: int = HISTORY_START_MS
                           ) -> tuple[list[dict[str, Any]], np.ndarray, list[str | None]]:
     """``n`` synthetic transactions with ground truth (is fraud, pattern)."""
+    cards, users = world_size(rate)
     gen = TrafficGenerator(seed=seed, start_ts_ms=start_ts_ms, rates={"transactions": rate},
-                           **world_size(rate))
+                           n_cards=cards, n_users=users)
     txns = [e.value for e in gen.take(n, {"transactions"})]
     y = np.array([gen.is_fraud(t["txn_id"]) for t in txns], dtype=bool)
     patterns = [gen.fraud_pattern(t["txn_id"]) for t in txns]

@@ -60,10 +60,11 @@ class LiveTraffic:
                               StreamMetrics.create(CollectorRegistry()), linger_ms=50)
         uploads = Path(self.settings.upload_roots[0])
         uploads.mkdir(parents=True, exist_ok=True)
+        cards, users = world_size(self.rates.get("transactions", 200.0))
         generator = TrafficGenerator(seed=self.seed, start_ts_ms=int(time.time() * 1000),
                                      images_dir=uploads, rates=dict(self.rates),
                                      fraud=self.fraud, keep_ground_truth=False,
-                                     **world_size(self.rates.get("transactions", 200.0)))
+                                     n_cards=cards, n_users=users)
         pacer = paced(generator, speed=self.speed)
         self._pacer = pacer
         deadline = None if self.duration_s is None else time.monotonic() + self.duration_s
