@@ -64,3 +64,16 @@ def settings(stack_env: dict[str, str]) -> Settings:
 def subprocess_env(stack_env: dict[str, str]) -> dict[str, str]:
     """The environment for a ``techshop`` child process of a test."""
     return {**os.environ, **stack_env}
+
+
+@pytest.fixture(scope="session")
+def fraud_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model registry with the fraud champion and challenger trained once per run on
+    synthetic history (seed 1). Copy it before changing it."""
+    from models.registry import ModelRegistry, signing_key_from
+    from replay.fraud_backtest import bootstrap_fraud_models
+
+    root = tmp_path_factory.mktemp("models")
+    registry = ModelRegistry(root, signing_key_from(root / "signing.key"))
+    bootstrap_fraud_models(registry, seed=1, n=100_000)
+    return root
