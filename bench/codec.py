@@ -65,7 +65,7 @@ class ApacheAvroCodec:
             raise ValueError(f"unknown schema id {schema_id}")
         body = io.BytesIO(data)
         body.seek(HEADER.size)
-        record: dict[str, Any] = self.reader.read(avro.io.BinaryDecoder(body))
+        record: dict[str, Any] = self.reader.read(avro.io.BinaryDecoder(body))  # type: ignore[assignment]
         if body.tell() != len(data):
             raise ValueError("trailing bytes")
         return record

@@ -16,7 +16,10 @@ is the end consumer's receive wall time minus the precise send time. The decisio
 ``decided_at`` splits it into "to the handler" and "from the handler".
 
 Run: ``python bench/hop.py`` (``--help`` for options); results in ``bench/out/hop.json``,
-worker logs in ``bench/out/hop_<side>.log``.
+worker logs in ``bench/out/hop_<side>.log``. Variants of a side (``faust:within=0.001``,
+``plain:flush=linger``) measure what the adapter's choices cost; each phase also
+records the CPU of the broker, the worker and every other process on the machine,
+and a latency/CPU series in 3 s windows (Tansu slows down as a topic fills).
 """
 
 from __future__ import annotations
@@ -220,7 +223,7 @@ class Side:
         self.proc: subprocess.Popen[bytes] | None = None
         self.web_port = free_port()
         self.stats_file = tmp / f"{prefix}stats.json"
-        self.log_path = OUT_DIR / f"hop_{self.name}.log"
+        self.log_path = OUT_DIR / f"{args.name}_{self.name}.log"
 
     # -- the worker --------------------------------------------------------------
     def start_worker(self) -> float:
@@ -285,7 +288,7 @@ class Side:
                 proc.wait(5)
         return proc.returncode
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> dict[str, Any]:
         try:
             return dict(json.loads(self.stats_file.read_text()))
         except (OSError, ValueError):
@@ -598,6 +601,8 @@ def main() -> int:
                         "to use under 30%% of a core (0: do not wait)")
     parser.add_argument("--window-s", type=float, default=3.0,
                         help="width of the windows of the latency/cpu time series")
+    parser.add_argument("--name", default="hop",
+                        help="results go to bench/out/<name>.json, logs to <name>_<side>.log")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args()
 
@@ -605,7 +610,7 @@ def main() -> int:
                               "code": code_version(), "sides": {}, "note": NOISE_NOTE}
     pool = [e.value for e in TrafficGenerator(seed=1, rates={"transactions": 100.0})
             .take(5000, {"transactions"})]
-    for old in OUT_DIR.glob("hop_*.log"):
+    for old in OUT_DIR.glob(f"{args.name}_*.log"):
         old.unlink()
     tmp = Path(tempfile.mkdtemp(prefix="techshop-hop-"))
     run_id = uuid.uuid4().hex[:6]
@@ -660,7 +665,7 @@ def main() -> int:
                 continue
     result["baseline"] = base
     result["ratios"] = ratios
-    path = write_result("hop", result)
+    path = write_result(args.name, result)
     print(report(result))
     print(f"\nresults: {path}")
     return 0
