@@ -181,7 +181,8 @@ def compute_features(
         country = txn["country"]
         merchant = txn["merchant_id"]
         device = txn["device_id"]
-        net = ip_network(txn["ip"])
+        ip = txn["ip"]
+        net = ip.rpartition(".")[0] if ":" not in ip else ip_network(ip)
         home = card.home
         angle = ((ts / HOUR_MS + offsets.get(home or country, 0.0)) % 24.0) * _TWO_PI_PER_HOUR
 

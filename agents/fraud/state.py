@@ -337,10 +337,16 @@ class CardState:
             insort(nm, ts)
             if nm[0] <= newest - 10 * MINUTE_MS - grace_ms or len(nm) > self.MERCHANTS_CAP:
                 del nm[:bisect_right(nm, newest - 10 * MINUTE_MS - grace_ms) or 1]
-        _touch(known, merchant, ts, self.MERCHANTS_CAP)
         m1h, m24h = self.merchants_1h, self.merchants_24h
-        _touch(m1h, merchant, ts, self.MERCHANTS_CAP)
-        _touch(m24h, merchant, ts, self.MERCHANTS_CAP)
+        for d in (known, m1h, m24h):  # _touch, inlined: this runs for every transaction
+            old = d.get(merchant)
+            if old is None:
+                d[merchant] = ts
+                if len(d) > self.MERCHANTS_CAP:
+                    del d[next(iter(d))]
+            elif ts > old:
+                del d[merchant]
+                d[merchant] = ts
         _evict(m1h, newest - HOUR_MS - grace_ms)
         _evict(m24h, newest - DAY_MS - grace_ms)
         cutoff = newest - DAY_MS - grace_ms
