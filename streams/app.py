@@ -25,10 +25,10 @@ from prometheus_client import CollectorRegistry
 
 from streams import faust_transport
 from streams.admin import is_tansu
-from streams.errors import EventError, ProcessingError
+from streams.errors import ConfigError, EventError, ProcessingError
 from streams.intake import Admitted, RawMessage, admit, dead_letter
 from streams.metrics import StreamMetrics
-from streams.publisher import Codecs, Publisher
+from streams.publisher import Codecs, EventPublisher, FaustPublisher, Publisher
 from streams.registry.client import SchemaSource
 from streams.settings import Settings
 from streams.topics import TopicCatalog
@@ -60,7 +60,7 @@ class TechShopApp:
         self.limits = Limits(max_record_bytes=settings.max_record_bytes,
                              max_future_ms=settings.max_future_ms)
         self.readiness: dict[str, Callable[[], bool]] = {}
-        self._publisher: Publisher | None = None
+        self._publisher: EventPublisher | None = None
         self.faust = self._create_faust(app_id or settings.app_id,
                                         data_dir or settings.data_dir / "worker")
         setup_prometheus_sensors(self.faust, registry=self.registry,
@@ -72,6 +72,9 @@ class TechShopApp:
     def _create_faust(self, app_id: str, data_dir: Path) -> faust.App:
         s = self.settings
         tansu = is_tansu(s)
+        if tansu and s.processing_guarantee == "exactly_once":
+            raise ConfigError("TECHSHOP_PROCESSING_GUARANTEE=exactly_once needs Kafka "
+                              "transactions, which the embedded broker (Tansu) does not have")
         faust_transport.install(
             fetch_wait_ms=s.fetch_wait_ms(tansu), exact_end_offsets=tansu,
             client_config=s.kafka_client_config(),
@@ -98,13 +101,17 @@ class TechShopApp:
             producer_linger=s.producer_linger_ms / 1000.0,
             producer_max_batch_size=256 * 1024,
             stream_wait_empty=False,
+            processing_guarantee=s.processing_guarantee,
         )
 
     @property
-    def publisher(self) -> Publisher:
+    def publisher(self) -> EventPublisher:
         if self._publisher is None:
-            self._publisher = Publisher(self.settings.kafka_client_config(), self.codecs,
-                                        self.metrics, self.settings.producer_linger_ms)
+            if self.settings.processing_guarantee == "exactly_once":
+                self._publisher = FaustPublisher(self, self.codecs, self.metrics)
+            else:
+                self._publisher = Publisher(self.settings.kafka_client_config(), self.codecs,
+                                            self.metrics, self.settings.producer_linger_ms)
         return self._publisher
 
     def topic(self, logical: str) -> faust.TopicT:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # --- topics and transport tuning -----------------------------------------
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
+    #: "exactly_once" needs Kafka transactions (real Kafka only; Tansu has none): outputs
+    #: then go through Faust's transactional producer instead of the batched one.
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     #: Which broker we talk to: "auto" asks the cluster (Tansu names its cluster
     #: "tansu_cluster"); Tansu needs a short fetch wait and end-offset checks.
     broker_compat: Literal["auto", "kafka", "tansu"] = "auto"
