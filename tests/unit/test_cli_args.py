@@ -118,7 +118,8 @@ def test_every_subcommand_has_help() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert sub.choices is not None
-    assert set(sub.choices) == {"up", "worker", "demo", "generate", "produce", "consume", "topics"}
+    assert set(sub.choices) == {"up", "worker", "demo", "generate", "produce", "consume", "topics",
+                                  "models"}
 
 
 @pytest.mark.parametrize(
