@@ -9,8 +9,12 @@ folded into time buckets (an hour wide for cards, a minute for merchants and dev
 and interpolated linearly inside a bucket, so counts stay exact for any card with at
 most ``RAW_CAP`` events in a day and become close estimates above that. Buckets and
 events older than the longest window plus the grace period are dropped on every
-update; the profile's sets are LRU-capped. :func:`agents.fraud.features.expire` drops
-whole idle states.
+update; the profile's sets are capped (the least recently seen entry goes first).
+:func:`agents.fraud.features.expire` drops whole idle states.
+
+Layout. Hot paths touch few objects: times and running totals live in flat ``array``
+buffers, and each profile entry is one small list updated in place, because on a busy
+stream most of the cost of a feature is fetching its state from memory.
 
 >>> card = CardState()
 >>> for ts in (1_000, 31_000, 61_000):
@@ -23,6 +27,7 @@ True
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from operator import itemgetter
 from typing import Any
@@ -34,7 +39,6 @@ __all__ = [
     "CardState",
     "EntityWindow",
     "WindowSeries",
-    "distinct_since",
 ]
 
 MINUTE_MS = 60_000
@@ -47,52 +51,23 @@ _STATE_VERSION = 1
 _first = itemgetter(0)
 
 
-def _touch(d: dict[str, int], key: str, ts: int, cap: int) -> None:
-    """Record ``key`` seen at ``ts``; ``d`` stays ordered by last sighting, LRU-capped."""
-    old = d.get(key)
-    if old is None:
-        d[key] = ts
-        if len(d) > cap:
-            del d[next(iter(d))]
-    elif ts > old:
-        del d[key]
-        d[key] = ts
+def _sight(d: dict[str, list[int]], key: str, ts: int, cap: int) -> list[int]:
+    """Count a sighting of ``key`` at ``ts`` in ``d`` (``[first seen, last seen, count]``).
 
-
-def _count(d: dict[str, list[int]], key: str, ts: int, cap: int) -> None:
-    """Like :func:`_touch`, keeping ``[first seen, last seen, sightings]`` per key."""
+    Over ``cap`` entries, the one seen least recently goes (a scan, but a rare one).
+    """
     v = d.get(key)
     if v is None:
-        d[key] = [ts, ts, 1]
+        v = d[key] = [ts, ts, 1]
         if len(d) > cap:
-            del d[next(iter(d))]
-        return
+            del d[min((k for k in d if k != key), key=lambda k: d[k][1])]
+        return v
     v[2] += 1
-    if ts < v[0]:
-        v[0] = ts
     if ts > v[1]:
         v[1] = ts
-        del d[key]
-        d[key] = v
-
-
-def _evict(d: dict[str, int], cutoff: int) -> None:
-    """Drop the entries (from the oldest) last seen at or before ``cutoff``."""
-    while d:
-        key = next(iter(d))
-        if d[key] > cutoff:
-            return
-        del d[key]
-
-
-def distinct_since(d: dict[str, int], since: int) -> int:
-    """How many keys of ``d`` (ordered by last sighting) were seen after ``since``."""
-    n = len(d)
-    for v in d.values():
-        if v > since:
-            break
-        n -= 1
-    return n
+    elif ts < v[0]:
+        v[0] = ts
+    return v
 
 
 def _pairs(d: dict[str, Any]) -> list[list[Any]]:
@@ -106,7 +81,8 @@ def _unpairs(p: list[list[Any]]) -> dict[str, Any]:
 class WindowSeries:
     """Counts and sums of events in any event-time window, in bounded memory.
 
-    The newest ``cap`` events are kept exactly (times, and the running total of amounts);
+    The newest ``cap`` events are kept exactly (times, and the running total of amounts,
+    in flat arrays: a lookup is a bisection over contiguous memory);
     older ones are folded into buckets ``width`` ms wide. ``cum_*`` values are running
     totals since the series began, so a window is a difference of two lookups.
 
@@ -120,8 +96,8 @@ class WindowSeries:
     __slots__ = ("ts", "cum", "base_n", "base_s", "buckets", "cap", "width")
 
     def __init__(self, cap: int, width: int) -> None:
-        self.ts: list[int] = []
-        self.cum: list[float] = []  # running total of amounts up to and including ts[i]
+        self.ts = array("q")  # event times, ascending
+        self.cum = array("d")  # running total of amounts up to and including ts[i]
         self.base_n = 0  # events before ts[0] (folded or dropped)
         self.base_s = 0.0  # their total amount
         # [first ts, last ts, n before, total before, n after, total after]
@@ -251,14 +227,14 @@ class WindowSeries:
         return len(self.ts) + len(self.buckets)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ts": list(self.ts), "cum": list(self.cum), "bn": self.base_n,
+        return {"ts": self.ts.tolist(), "cum": self.cum.tolist(), "bn": self.base_n,
                 "bs": self.base_s, "b": [list(b) for b in self.buckets]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], cap: int, width: int) -> WindowSeries:
         s = cls(cap, width)
-        s.ts = [int(t) for t in d["ts"]]
-        s.cum = [float(c) for c in d["cum"]]
+        s.ts = array("q", d["ts"])
+        s.cum = array("d", d["cum"])
         s.base_n = int(d["bn"])
         s.base_s = float(d["bs"])
         s.buckets = [[int(b[0]), int(b[1]), b[2], float(b[3]), b[4], float(b[5])]
@@ -269,13 +245,13 @@ class WindowSeries:
 class CardState:
     """One card: its windowed activity and its profile (the habits its features compare to).
 
-    Windowed: a :class:`WindowSeries` of USD amounts (1 min .. 24 h); merchants and
-    countries with their last sighting (distinct counts over 1 h / 24 h); the times at
+    Windowed: a :class:`WindowSeries` of USD amounts (1 min .. 24 h) and the times at
     which merchants new to the card appeared. Profile: the last ``AMOUNTS_CAP`` log-USD
-    amounts (rolling median and spread), country counts (home = most frequent, halved
-    now and then so that a move shows), known merchants (LRU, last sighting), known
-    devices and /24 networks (LRU, ``[first seen, last seen, transactions]``), first and
-    newest event times (``-1`` before any), lifetime count.
+    amounts (rolling median and spread); countries ``[transactions, last seen]`` (home =
+    the most frequent; counts halve now and then so that a move shows); devices and /24
+    networks ``[first seen, last seen, transactions]``; merchants with their last
+    sighting (and those sightings sorted, for distinct counts over any window); first
+    and newest event times (``-1`` before any); lifetime count.
     """
 
     RAW_CAP = 256
@@ -287,25 +263,22 @@ class CardState:
     COUNTRY_HALVE_AT = 1024
 
     __slots__ = ("series", "first", "newest", "n", "amounts", "sorted_amounts", "countries",
-                 "home", "seen_countries", "devices", "nets", "merchants", "merchants_1h",
-                 "merchants_24h", "new_merchant_ts")
+                 "home", "devices", "nets", "merchants", "merchant_seen", "new_merchant_ts")
 
     def __init__(self) -> None:
         self.series = WindowSeries(self.RAW_CAP, HOUR_MS)
         self.first = -1
         self.newest = -1
         self.n = 0
-        self.amounts: list[float] = []  # log1p(USD), oldest first
-        self.sorted_amounts: list[float] = []
-        self.countries: dict[str, int] = {}
+        self.amounts = array("d")  # log1p(USD), oldest first
+        self.sorted_amounts = array("d")
+        self.countries: dict[str, list[int]] = {}
         self.home = ""
-        self.seen_countries: dict[str, int] = {}
         self.devices: dict[str, list[int]] = {}
         self.nets: dict[str, list[int]] = {}
         self.merchants: dict[str, int] = {}
-        self.merchants_1h: dict[str, int] = {}
-        self.merchants_24h: dict[str, int] = {}
-        self.new_merchant_ts: list[int] = []
+        self.merchant_seen = array("q")  # sorted values of ``merchants``
+        self.new_merchant_ts = array("q")
 
     def update(self, ts: int, usd: float, log_usd: float, merchant: str, country: str,
                device: str, net: str, grace_ms: int = _GRACE_MS) -> None:
@@ -314,7 +287,7 @@ class CardState:
         self.n += 1
         if ts > self.newest:
             self.newest = ts
-        if ts < self.first or self.first < 0:
+        if self.first < 0 or ts < self.first:
             self.first = ts
         newest = self.newest
         amounts, srt = self.amounts, self.sorted_amounts
@@ -323,69 +296,66 @@ class CardState:
         if len(amounts) > self.AMOUNTS_CAP:
             del srt[bisect_left(srt, amounts.pop(0))]
         cc = self.countries
-        k = cc[country] = cc.get(country, 0) + 1
-        if country != self.home and k > cc.get(self.home, 0):
-            self.home = country
-        if k >= self.COUNTRY_HALVE_AT or len(cc) > self.COUNTRIES_CAP:
-            self._rebalance_countries()
-        _touch(self.seen_countries, country, ts, self.COUNTRIES_CAP)
-        _count(self.devices, device, ts, self.DEVICES_CAP)
-        _count(self.nets, net, ts, self.NETS_CAP)
-        known = self.merchants
-        if merchant not in known:
+        c = cc.get(country)
+        if c is None:
+            c = cc[country] = [1, ts]
+            if len(cc) > self.COUNTRIES_CAP:
+                del cc[min((k for k in cc if k not in (country, self.home)),
+                           key=lambda k: (cc[k][0], cc[k][1]))]
+        else:
+            c[0] += 1
+            if ts > c[1]:
+                c[1] = ts
+        if country != self.home:
+            h = cc.get(self.home)
+            if h is None or c[0] > h[0]:
+                self.home = country
+        if c[0] >= self.COUNTRY_HALVE_AT:
+            for v in cc.values():
+                v[0] //= 2
+        _sight(self.devices, device, ts, self.DEVICES_CAP)
+        _sight(self.nets, net, ts, self.NETS_CAP)
+        known, seen = self.merchants, self.merchant_seen
+        old = known.get(merchant)
+        if old is None:
             nm = self.new_merchant_ts
             insort(nm, ts)
-            if nm[0] <= newest - 10 * MINUTE_MS - grace_ms or len(nm) > self.MERCHANTS_CAP:
-                del nm[:bisect_right(nm, newest - 10 * MINUTE_MS - grace_ms) or 1]
-        m1h, m24h = self.merchants_1h, self.merchants_24h
-        for d in (known, m1h, m24h):  # _touch, inlined: this runs for every transaction
-            old = d.get(merchant)
-            if old is None:
-                d[merchant] = ts
-                if len(d) > self.MERCHANTS_CAP:
-                    del d[next(iter(d))]
-            elif ts > old:
-                del d[merchant]
-                d[merchant] = ts
-        _evict(m1h, newest - HOUR_MS - grace_ms)
-        _evict(m24h, newest - DAY_MS - grace_ms)
+            cutoff = newest - 10 * MINUTE_MS - grace_ms
+            if nm[0] <= cutoff or len(nm) > self.MERCHANTS_CAP:
+                del nm[:bisect_right(nm, cutoff) or 1]
+            known[merchant] = ts
+            insort(seen, ts)
+            if len(known) > self.MERCHANTS_CAP:
+                oldest = seen[0]
+                del known[next(k for k, v in known.items() if v == oldest and k != merchant)]
+                del seen[0]
+        elif ts > old:
+            known[merchant] = ts
+            del seen[bisect_left(seen, old)]
+            if ts >= seen[-1] if seen else True:
+                seen.append(ts)
+            else:
+                insort(seen, ts)
         cutoff = newest - DAY_MS - grace_ms
         s = self.series
         if (s.ts and s.ts[0] < cutoff) or (s.buckets and s.buckets[0][1] < cutoff):
             s.trim(cutoff)
 
-    def _rebalance_countries(self) -> None:
-        cc = self.countries
-        if len(cc) > self.COUNTRIES_CAP:
-            rarest = min((c for c in cc if c != self.home), key=cc.__getitem__)
-            del cc[rarest]
-        if max(cc.values()) >= self.COUNTRY_HALVE_AT:
-            for c in list(cc):
-                cc[c] //= 2
-                if not cc[c]:
-                    del cc[c]
-
     def trim(self, watermark_ts: int, grace_ms: int = _GRACE_MS) -> bool:
         """Forget window entries that no event at or after ``watermark_ts`` - grace can see."""
-        before = (len(self.merchants_1h), len(self.merchants_24h), len(self.new_merchant_ts))
-        _evict(self.merchants_1h, watermark_ts - HOUR_MS - grace_ms)
-        _evict(self.merchants_24h, watermark_ts - DAY_MS - grace_ms)
         nm = self.new_merchant_ts
-        del nm[:bisect_right(nm, watermark_ts - 10 * MINUTE_MS - grace_ms)]
-        changed = self.series.trim(watermark_ts - DAY_MS - grace_ms)
-        after = (len(self.merchants_1h), len(self.merchants_24h), len(nm))
-        return changed or before != after
+        i = bisect_right(nm, watermark_ts - 10 * MINUTE_MS - grace_ms)
+        del nm[:i]
+        return self.series.trim(watermark_ts - DAY_MS - grace_ms) or i > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "v": _STATE_VERSION, "series": self.series.to_dict(), "first": self.first,
-            "newest": self.newest, "n": self.n, "amounts": list(self.amounts),
+            "newest": self.newest, "n": self.n, "amounts": self.amounts.tolist(),
             "countries": _pairs(self.countries), "home": self.home,
-            "seen_countries": _pairs(self.seen_countries),
             "devices": _pairs(self.devices), "nets": _pairs(self.nets),
-            "merchants": _pairs(self.merchants), "merchants_1h": _pairs(self.merchants_1h),
-            "merchants_24h": _pairs(self.merchants_24h),
-            "new_merchant_ts": list(self.new_merchant_ts),
+            "merchants": _pairs(self.merchants),
+            "new_merchant_ts": self.new_merchant_ts.tolist(),
         }
 
     @classmethod
@@ -397,17 +367,15 @@ class CardState:
         c.first = int(d["first"])
         c.newest = int(d["newest"])
         c.n = int(d["n"])
-        c.amounts = [float(a) for a in d["amounts"]]
-        c.sorted_amounts = sorted(c.amounts)
-        c.countries = _unpairs(d["countries"])
+        c.amounts = array("d", d["amounts"])
+        c.sorted_amounts = array("d", sorted(c.amounts))
+        c.countries = {k: [int(x) for x in v] for k, v in _unpairs(d["countries"]).items()}
         c.home = str(d["home"])
-        c.seen_countries = _unpairs(d["seen_countries"])
         c.devices = {k: [int(x) for x in v] for k, v in _unpairs(d["devices"]).items()}
         c.nets = {k: [int(x) for x in v] for k, v in _unpairs(d["nets"]).items()}
-        c.merchants = _unpairs(d["merchants"])
-        c.merchants_1h = _unpairs(d["merchants_1h"])
-        c.merchants_24h = _unpairs(d["merchants_24h"])
-        c.new_merchant_ts = [int(t) for t in d["new_merchant_ts"]]
+        c.merchants = {k: int(v) for k, v in _unpairs(d["merchants"]).items()}
+        c.merchant_seen = array("q", sorted(c.merchants.values()))
+        c.new_merchant_ts = array("q", d["new_merchant_ts"])
         return c
 
 
@@ -427,13 +395,13 @@ class EntityWindow:
     CARDS_CAP = 512
     SNAPSHOT_KEYS = ("count_1m", "count_10m", "count_1h", "cards_10m", "cards_1h")
 
-    __slots__ = ("series", "newest", "cards_10m", "cards_1h")
+    __slots__ = ("series", "newest", "cards", "card_seen")
 
     def __init__(self) -> None:
         self.series = WindowSeries(self.RAW_CAP, MINUTE_MS)
         self.newest = -1
-        self.cards_10m: dict[str, int] = {}
-        self.cards_1h: dict[str, int] = {}
+        self.cards: dict[str, int] = {}  # card -> last seen, in order of sighting
+        self.card_seen = array("q")  # sorted values of ``cards``
 
     def observe(self, ts: int, card_id: str, grace_ms: int = _GRACE_MS) -> None:
         """Count one transaction at ``ts`` (ignored if older than every window can see)."""
@@ -442,18 +410,40 @@ class EntityWindow:
         self.series.add(ts, 0.0)
         if ts > self.newest:
             self.newest = ts
-        newest = self.newest
-        _touch(self.cards_10m, card_id, ts, self.CARDS_CAP)
-        _touch(self.cards_1h, card_id, ts, self.CARDS_CAP)
-        _evict(self.cards_10m, newest - 10 * MINUTE_MS - grace_ms)
-        _evict(self.cards_1h, newest - HOUR_MS - grace_ms)
-        cutoff = newest - HOUR_MS - grace_ms
+        cards, seen = self.cards, self.card_seen
+        old = cards.get(card_id)
+        if old is None:
+            cards[card_id] = ts
+            insort(seen, ts)
+        elif ts > old:
+            del cards[card_id]
+            cards[card_id] = ts
+            del seen[bisect_left(seen, old)]
+            insort(seen, ts)
+        cutoff = self.newest - HOUR_MS - grace_ms
+        if seen[0] <= cutoff or len(cards) > self.CARDS_CAP:
+            self._forget_cards(cutoff)
         s = self.series
         if (s.ts and s.ts[0] < cutoff) or (s.buckets and s.buckets[0][1] < cutoff):
             s.trim(cutoff)
 
+    def _forget_cards(self, cutoff: int) -> bool:
+        cards, seen = self.cards, self.card_seen
+        forgot = False
+        while cards:
+            key = next(iter(cards))
+            v = cards[key]
+            if v > cutoff and len(cards) <= self.CARDS_CAP:
+                break
+            del cards[key]
+            del seen[bisect_left(seen, v)]
+            forgot = True
+        return forgot
+
     def merchant_values(self, ts: int) -> tuple[float, float, float, float]:
         """Counts over 1 min / 10 min / 1 h and distinct cards over 10 min, at ``ts``."""
+        seen = self.card_seen
+        cards_10m = len(seen) - bisect_right(seen, ts - 10 * MINUTE_MS)
         s = self.series
         tl = s.ts
         if tl and ts >= tl[-1]:
@@ -462,18 +452,20 @@ class EntityWindow:
                 n = len(tl)
                 i1 = bisect_right(tl, ts - MINUTE_MS, i3)
                 i2 = bisect_right(tl, ts - 10 * MINUTE_MS, i3, i1)
-                return n - i1, n - i2, n - i3, distinct_since(self.cards_10m, ts - 10 * MINUTE_MS)
+                return n - i1, n - i2, n - i3, cards_10m
         n1, n2, n3, _, _, _, _, _ = s.spans(ts, MINUTE_MS, 10 * MINUTE_MS, HOUR_MS, HOUR_MS)
-        return n1, n2, n3, distinct_since(self.cards_10m, ts - 10 * MINUTE_MS)
+        return n1, n2, n3, cards_10m
 
     def device_values(self, ts: int) -> tuple[float, float]:
         """Count and distinct cards over 1 h, at ``ts``."""
-        return self.series.count(ts, HOUR_MS), distinct_since(self.cards_1h, ts - HOUR_MS)
+        seen = self.card_seen
+        return self.series.count(ts, HOUR_MS), len(seen) - bisect_right(seen, ts - HOUR_MS)
 
     def values(self, ts: int) -> tuple[float, float, float, float, float]:
         """The snapshot's values in ``SNAPSHOT_KEYS`` order (windows ending at ``ts``)."""
         n1, n2, n3, n4 = self.merchant_values(ts)
-        return n1, n2, n3, n4, distinct_since(self.cards_1h, ts - HOUR_MS)
+        seen = self.card_seen
+        return n1, n2, n3, n4, len(seen) - bisect_right(seen, ts - HOUR_MS)
 
     def snapshot(self, ts: int) -> dict[str, float]:
         """Counts over 1 min / 10 min / 1 h and distinct cards over 10 min / 1 h at ``ts``."""
@@ -481,15 +473,12 @@ class EntityWindow:
 
     def trim(self, watermark_ts: int, grace_ms: int = _GRACE_MS) -> bool:
         """Forget entries that no event at or after ``watermark_ts`` - grace can see."""
-        before = (len(self.cards_10m), len(self.cards_1h))
-        _evict(self.cards_10m, watermark_ts - 10 * MINUTE_MS - grace_ms)
-        _evict(self.cards_1h, watermark_ts - HOUR_MS - grace_ms)
-        changed = self.series.trim(watermark_ts - HOUR_MS - grace_ms)
-        return changed or before != (len(self.cards_10m), len(self.cards_1h))
+        forgot = self._forget_cards(watermark_ts - HOUR_MS - grace_ms)
+        return self.series.trim(watermark_ts - HOUR_MS - grace_ms) or forgot
 
     def to_dict(self) -> dict[str, Any]:
         return {"v": _STATE_VERSION, "series": self.series.to_dict(), "newest": self.newest,
-                "cards_10m": _pairs(self.cards_10m), "cards_1h": _pairs(self.cards_1h)}
+                "cards": _pairs(self.cards)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EntityWindow:
@@ -498,6 +487,6 @@ class EntityWindow:
         w = cls()
         w.series = WindowSeries.from_dict(d["series"], cls.RAW_CAP, MINUTE_MS)
         w.newest = int(d["newest"])
-        w.cards_10m = _unpairs(d["cards_10m"])
-        w.cards_1h = _unpairs(d["cards_1h"])
+        w.cards = {k: int(v) for k, v in _unpairs(d["cards"]).items()}
+        w.card_seen = array("q", sorted(w.cards.values()))
         return w
