@@ -8,12 +8,19 @@ Three kinds of feature, in the stable column order :data:`FEATURE_NAMES`:
   merchant, device and IP /24 network are new to the card; the merchant category
   one-hot;
 - windowed, in event time (``t - W < ts <= t``): per card counts and USD sums over
-  1 min / 10 min / 1 h / 24 h, distinct merchants and countries over 1 h / 24 h, seconds
-  since the previous transaction; per merchant and per device velocity from
-  :class:`EntityWindow` snapshots (kept by the re-keyed agents through
-  :func:`update_entities`);
+  1 min / 10 min / 1 h / 24 h, distinct merchants and countries over 1 h / 24 h,
+  merchants new to the card over 10 min, seconds since the previous transaction; per
+  merchant and per device velocity from :class:`EntityWindow` snapshots (kept by the
+  re-keyed agents through :func:`update_entities`);
 - profile: lifetime count, rolling median amount, the amount's ratio to it and robust
-  z-score, number of known devices.
+  z-score, number of known devices, and the share of the card's transactions made from
+  this device and this /24 network, and how long ago the device was first seen.
+
+Built for the synthetic patterns and their look-alikes: card testing (tiny amounts,
+a burst, new merchants, a young device and network), account takeover (new device,
+foreign country and network, several times the usual amount), merchant compromise
+(unknown device, resale goods far above habit), high-value bursts (large amounts in
+quick succession), against trips abroad (known device) and new phones (home network).
 
 A transaction's features come from the state *before* it; it is then added, so the
 next one sees it. A transaction more than ``grace_ms`` older than the newest one of its
@@ -46,14 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.fraud.state import (
-    DAY_MS,
-    HOUR_MS,
-    MINUTE_MS,
-    CardState,
-    EntityWindow,
-    distinct_since,
-)
+from agents.fraud.state import DAY_MS, HOUR_MS, MINUTE_MS, CardState, EntityWindow
 
 __all__ = [
     "CATEGORIES",
@@ -66,6 +66,8 @@ __all__ = [
     "compute_features",
     "expire",
     "expire_entities",
+    "ip_network",
+    "observe",
     "update_entities",
 ]
 
@@ -182,7 +184,7 @@ def compute_features(
         merchant = txn["merchant_id"]
         device = txn["device_id"]
         ip = txn["ip"]
-        net = ip.rpartition(".")[0] if ":" not in ip else ip_network(ip)
+        net = (ip.rpartition(".")[0] or ip) if ":" not in ip else ip_network(ip)
         home = card.home
         angle = ((ts / HOUR_MS + offsets.get(home or country, 0.0)) % 24.0) * _TWO_PI_PER_HOUR
 
@@ -214,9 +216,17 @@ def compute_features(
         m1, m10, m60, m_cards = mw.merchant_values(ts) if mw is not None else _NO_MERCHANT
         dw = devices.get(device)
         d60, d_cards = dw.device_values(ts) if dw is not None else _NO_DEVICE
-        seen_countries = card.seen_countries
+        countries = card.countries
+        countries_1h = countries_24h = 0
+        for c in countries.values():
+            if c[1] > ts - DAY_MS:
+                countries_24h += 1
+                if c[1] > ts - HOUR_MS:
+                    countries_1h += 1
         dev = card.devices.get(device)
         ipn = card.nets.get(net)
+        seen = card.merchant_seen
+        n_seen = len(seen)
         nm = card.new_merchant_ts
         # Keys in WINDOW_FEATURES order (a literal is the fast way to build it).
         w = {
@@ -224,10 +234,9 @@ def compute_features(
             "median_amount_usd": median_usd, "amount_to_median": ratio, "amount_z": z,
             "count_1m": n1, "count_10m": n10, "count_1h": n60, "count_24h": n1440,
             "sum_1m": s1, "sum_10m": s10, "sum_1h": s60, "sum_24h": s1440,
-            "merchants_1h": distinct_since(card.merchants_1h, ts - HOUR_MS),
-            "merchants_24h": distinct_since(card.merchants_24h, ts - DAY_MS),
-            "countries_1h": distinct_since(seen_countries, ts - HOUR_MS),
-            "countries_24h": distinct_since(seen_countries, ts - DAY_MS),
+            "merchants_1h": n_seen - bisect_right(seen, ts - HOUR_MS),
+            "merchants_24h": n_seen - bisect_right(seen, ts - DAY_MS),
+            "countries_1h": countries_1h, "countries_24h": countries_24h,
             "known_devices": len(card.devices),
             "new_merchants_10m": (bisect_right(nm, ts) - bisect_right(nm, ts - 10 * MINUTE_MS)
                                   if nm else 0),
@@ -241,7 +250,7 @@ def compute_features(
             usd, log_usd, sin(angle), cos(angle),
             1.0 if home == country else 0.0,
             1.0 if home and home != country else 0.0,
-            0.0 if country in seen_countries else 1.0,
+            0.0 if country in countries else 1.0,
             0.0 if merchant in card.merchants else 1.0,
             0.0 if dev else 1.0,
             0.0 if ipn else 1.0,
@@ -263,6 +272,31 @@ def compute_features(
         known = cat >= 0
         matrix[known.nonzero()[0], _N_DENSE + cat[known]] = 1.0
     return FeatureBatch(matrix, index, late, windows)
+
+
+def observe(txns: Sequence[Mapping[str, Any]], cards: MutableMapping[str, CardState], *,
+            grace_ms: int = GRACE_MS) -> list[int]:
+    """Add ``txns`` to the card state without computing features; returns the late ones.
+
+    For building profiles from history (a bootstrap, a backtest's warm-up): the state
+    ends exactly as :func:`compute_features` would leave it.
+    """
+    late: list[int] = []
+    touched: dict[str, CardState] = {}
+    for pos, txn in enumerate(txns):
+        card_id = txn["card_id"]
+        ts = int(txn["ts"])
+        card = touched.get(card_id) or cards.get(card_id) or CardState()
+        if ts < card.newest - grace_ms:
+            late.append(pos)
+            continue
+        touched[card_id] = card
+        usd = float(txn["amount"]) / _FX.get(txn["currency"], 1.0)
+        card.update(ts, usd, math.log1p(usd) if usd > 0.0 else 0.0, txn["merchant_id"],
+                    txn["country"], txn["device_id"], ip_network(txn["ip"]), grace_ms)
+    for card_id, card in touched.items():
+        cards[card_id] = card
+    return late
 
 
 def update_entities(

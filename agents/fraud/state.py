@@ -47,7 +47,7 @@ DAY_MS = 86_400_000
 #: Same value as ``agents.fraud.features.GRACE_MS`` (defined here to avoid a cycle).
 _GRACE_MS = 60_000
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 1: an earlier layout (separate window dicts), not readable
 _first = itemgetter(0)
 
 
@@ -326,16 +326,12 @@ class CardState:
             known[merchant] = ts
             insort(seen, ts)
             if len(known) > self.MERCHANTS_CAP:
-                oldest = seen[0]
-                del known[next(k for k, v in known.items() if v == oldest and k != merchant)]
-                del seen[0]
+                stale = min((k for k in known if k != merchant), key=known.__getitem__)
+                del seen[bisect_left(seen, known.pop(stale))]
         elif ts > old:
             known[merchant] = ts
             del seen[bisect_left(seen, old)]
-            if ts >= seen[-1] if seen else True:
-                seen.append(ts)
-            else:
-                insort(seen, ts)
+            insort(seen, ts)
         cutoff = newest - DAY_MS - grace_ms
         s = self.series
         if (s.ts and s.ts[0] < cutoff) or (s.buckets and s.buckets[0][1] < cutoff):

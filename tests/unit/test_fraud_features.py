@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import agents.fraud.features as features_module
 import agents.fraud.state as state_module
@@ -23,9 +25,11 @@ from agents.fraud.features import (
     compute_features,
     expire,
     expire_entities,
+    ip_network,
+    observe,
     update_entities,
 )
-from agents.fraud.state import DAY_MS, HOUR_MS, MINUTE_MS
+from agents.fraud.state import DAY_MS, HOUR_MS, MINUTE_MS, WindowSeries
 from replay.generator import FRAUD_PATTERNS, TrafficGenerator
 
 T0 = 1_700_000_000_000
@@ -130,6 +134,40 @@ def test_window_counts_and_sums_are_exact() -> None:
     assert w["log_secs_since_prev"] == pytest.approx(math.log1p(0.001))
 
 
+EVENTS = st.lists(st.tuples(st.integers(0, 3 * HOUR_MS), st.floats(0.0, 1_000.0)),
+                  min_size=1, max_size=80)
+WIDTHS = st.sampled_from([MINUTE_MS, 10 * MINUTE_MS, HOUR_MS, DAY_MS])
+
+
+@settings(max_examples=150, deadline=None)
+@given(EVENTS, st.integers(0, 4 * HOUR_MS), WIDTHS)
+def test_window_series_is_exact_below_its_cap(events: list[tuple[int, float]], t: int,
+                                              width: int) -> None:
+    series = WindowSeries(cap=1_000, width=HOUR_MS)
+    for ts, amount in events:  # in any order
+        series.add(ts, amount)
+    n, total = series.window(t, width)
+    inside = [a for ts, a in events if t - width < ts <= t]
+    assert n == len(inside)
+    assert total == pytest.approx(sum(inside), abs=1e-6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(EVENTS, st.integers(0, 4 * HOUR_MS), WIDTHS)
+def test_window_series_above_its_cap_stays_sane(events: list[tuple[int, float]], t: int,
+                                                width: int) -> None:
+    events = sorted(events)
+    series = WindowSeries(cap=8, width=10 * MINUTE_MS)
+    for ts, amount in events:
+        series.add(ts, amount)
+    assert len(series.ts) <= 8
+    n, total = series.window(t, width)
+    assert 0 <= n <= len(events) and total >= -1e-6
+    # A window that covers everything is exact, folded or not.
+    n, total = series.window(events[-1][0], events[-1][0] - events[0][0] + 1)
+    assert n == len(events) and total == pytest.approx(sum(a for _, a in events), abs=1e-6)
+
+
 # -- batches, late events, restarts --------------------------------------------------------
 
 
@@ -150,7 +188,8 @@ def test_batch_of_one_repeatedly_equals_one_batch_of_n() -> None:
     merchants, devices = _entity_snapshot(txns[:1_000])
     whole = compute_features(txns, {}, merchants, devices)
     cards: dict[str, CardState] = {}
-    rows, late = [], []
+    rows: list[np.ndarray] = []
+    late: list[int] = []
     for i, t in enumerate(txns):
         b = compute_features([t], cards, merchants, devices)
         rows.extend(b.matrix)
@@ -219,6 +258,25 @@ def test_restart_from_json_state_gives_identical_features() -> None:
     assert np.array_equal(stream(False), stream(True))
 
 
+def test_profiles_built_from_history_match_the_featurised_stream() -> None:
+    _, txns = generated(3_000, seed=5)
+    txns = [*txns[:1_500], dict(txns[10], txn_id="late", ts=txns[1_400]["ts"] - 3 * GRACE_MS),
+            *txns[1_500:]]
+    featurised: dict[str, CardState] = {}
+    whole = compute_features(txns, featurised, {}, {})
+    warmed: dict[str, CardState] = {}
+    assert observe(txns[:2_000], warmed) == [1_500] == whole.late
+    rest = compute_features(txns[2_000:], warmed, {}, {})
+    assert np.array_equal(rest.matrix, whole.matrix[-len(rest.index):])
+    assert states_json(warmed) == states_json(featurised)
+
+
+def test_ip_network() -> None:
+    assert ip_network("81.2.3.4") == "81.2.3"
+    assert ip_network("2001:db8:85a3::8a2e:370:7334") == "2001:db8:85a3"
+    assert ip_network("localhost") == "localhost"
+
+
 def _json_native(x: Any) -> bool:
     if isinstance(x, dict):
         return all(isinstance(k, str) and _json_native(v) for k, v in x.items())
@@ -234,10 +292,14 @@ def test_state_is_plain_json() -> None:
     devices: dict[str, EntityWindow] = {}
     compute_features(txns, cards, merchants, devices)
     update_entities(txns, merchants, devices)
-    for state in [*cards.values(), *merchants.values(), *devices.values()]:
-        d = state.to_dict()
+    for card in cards.values():
+        d = card.to_dict()
         assert _json_native(d)
-        assert type(state).from_dict(json.loads(json.dumps(d))).to_dict() == d
+        assert CardState.from_dict(json.loads(json.dumps(d))).to_dict() == d
+    for window in [*merchants.values(), *devices.values()]:
+        d = window.to_dict()
+        assert _json_native(d)
+        assert EntityWindow.from_dict(json.loads(json.dumps(d))).to_dict() == d
     with pytest.raises(ValueError):
         CardState.from_dict({"v": 99})
 
@@ -274,7 +336,8 @@ def test_state_stays_bounded_on_a_busy_card() -> None:
     assert len(card.devices) <= CardState.DEVICES_CAP
     assert len(card.nets) <= CardState.NETS_CAP
     assert len(card.merchants) <= CardState.MERCHANTS_CAP
-    assert len(card.merchants_24h) <= CardState.MERCHANTS_CAP
+    assert sorted(card.merchants.values()) == card.merchant_seen.tolist()
+    assert len(card.countries) <= CardState.COUNTRIES_CAP
     assert len(card.amounts) == CardState.AMOUNTS_CAP
     assert len(card.new_merchant_ts) <= CardState.MERCHANTS_CAP
     assert len(json.dumps(card.to_dict())) < 40_000
@@ -287,6 +350,7 @@ def test_state_stays_bounded_on_a_busy_card() -> None:
     assert w["card_txn_count"] == len(txns) - 1
     mw = merchants["m1"]
     assert len(mw.series.ts) <= EntityWindow.RAW_CAP and len(mw.series.buckets) <= 62
+    assert sorted(mw.cards.values()) == mw.card_seen.tolist()
     assert len(devices) == len(txns)  # every device once: expiry is what bounds them
     watermark = txns[-1]["ts"]
     dropped = expire_entities(devices, watermark)
