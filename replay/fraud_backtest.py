@@ -66,7 +66,7 @@ def featurise(txns: Sequence[dict[str, Any]], *, batch_size: int = 500) -> np.nd
     rows = np.zeros((len(txns), len(FEATURE_NAMES)), dtype=np.float32)
     for start in range(0, len(txns), batch_size):
         chunk = txns[start:start + batch_size]
-        batch = compute_features(chunk, cards, merchants, devices, grace_ms=10**12)
+        batch = compute_features(chunk, cards, merchants, devices)
         rows[[start + i for i in batch.index]] = batch.matrix
         update_entities(chunk, merchants, devices)
     return rows
@@ -147,7 +147,7 @@ def backtest_fraud(txns: Sequence[dict[str, Any]], y: np.ndarray,
     for start in range(0, len(txns), batch_size):
         chunk = txns[start:start + batch_size]
         t0 = time.perf_counter()
-        result = decide(chunk, state, models, now_ms=chunk[-1]["ts"], grace_ms=10**12)
+        result = decide(chunk, state, models, now_ms=chunk[-1]["ts"])
         report.decide_seconds += time.perf_counter() - t0
         for item in result.decided:
             verdicts[item.decision["txn_id"]] = item.decision["decision"]

@@ -58,8 +58,7 @@ class EntityCache:
         keys = [f"{self.prefix}m:{m}" for m in merchants] + \
                [f"{self.prefix}d:{d}" for d in devices]
         values = self.redis.mget(keys) if keys else []
-        found = [None if v is None else EntityWindow.from_dict(orjson.loads(v))
-                 for v in values]
+        found = [None if v is None else _entity_window(orjson.loads(v)) for v in values]
         m = {k: w for k, w in zip(merchants, found[:len(merchants)], strict=True) if w}
         d = {k: w for k, w in zip(devices, found[len(merchants):], strict=True) if w}
         return m, d
@@ -69,6 +68,15 @@ class EntityCache:
         for entity, window in windows.items():
             pipe.set(f"{self.prefix}{entity}", orjson.dumps(window.to_dict()), ex=ENTITY_TTL_S)
         pipe.execute()
+
+
+def _entity_window(stored: dict[str, Any] | None) -> EntityWindow:
+    if stored:
+        try:
+            return EntityWindow.from_dict(stored)
+        except (ValueError, KeyError, TypeError):  # an older layout: start afresh
+            pass
+    return EntityWindow()
 
 
 def register(app: TechShopApp) -> None:
@@ -117,7 +125,10 @@ def register(app: TechShopApp) -> None:
         for card_id in {t["card_id"] for t in txns}:
             stored = cards.get(card_id)
             if stored is not None:
-                state_cards[card_id] = CardState.from_dict(stored)
+                try:
+                    state_cards[card_id] = CardState.from_dict(stored)
+                except (ValueError, KeyError, TypeError):  # an older layout: start afresh
+                    log.warning("card %s: stored state unreadable, starting afresh", card_id)
         merchants, devices = cache.fetch(txns)
         state = FraudState(cards=state_cards, merchants=merchants, devices=devices)
         result = decide(txns, state, holder.models, now_ms=now_ms(), already=already,
@@ -164,8 +175,7 @@ def register(app: TechShopApp) -> None:
             entity = item.event["entity"]
             window = touched.get(entity)
             if window is None:
-                stored = windows.get(entity)
-                window = EntityWindow.from_dict(stored) if stored else EntityWindow()
+                window = _entity_window(windows.get(entity))
                 touched[entity] = window
             window.observe(item.event["ts"], item.event["card_id"])
         for entity, window in touched.items():

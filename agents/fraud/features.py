@@ -204,7 +204,7 @@ def compute_features(
         srt = card.sorted_amounts
         k = len(srt)
         if k:
-            med = srt[k >> 1]
+            med = (srt[(k - 1) >> 1] + srt[k >> 1]) * 0.5
             spread = (srt[(3 * k) >> 2] - srt[k >> 2]) / 1.349
             median_usd = exp(med) - 1.0
             ratio = exp(log_usd - med)
