@@ -60,6 +60,7 @@ class TechShopApp:
         self.limits = Limits(max_record_bytes=settings.max_record_bytes,
                              max_future_ms=settings.max_future_ms)
         self.readiness: dict[str, Callable[[], bool]] = {}
+        self._model_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._publisher: EventPublisher | None = None
         self.faust = self._create_faust(app_id or settings.app_id,
                                         data_dir or settings.data_dir / "worker")
@@ -183,6 +184,29 @@ class TechShopApp:
     def _send_dead_letter(self, logical_topic: str, record: dict[str, Any]) -> None:
         self.metrics.dead_letters.labels(logical_topic, record["reason"]).inc()
         self.publisher.publish("dead-letters", record, key=record["key"] or b"")
+
+    # -- model updates ---------------------------------------------------------------
+    def on_model_update(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback`` with every ``model-updates`` record, on every worker (read
+        outside the consumer group from the beginning, so a late worker catches up)."""
+        if not self._model_listeners:
+            from streams.broadcast import BroadcastReader
+
+            @self.faust.task
+            async def read_model_updates() -> None:
+                import asyncio
+
+                def fan_out(record: dict[str, Any]) -> None:
+                    for listener in self._model_listeners:
+                        try:
+                            listener(record)
+                        except Exception:
+                            log.exception("a model-updates listener failed on %s", record)
+
+                BroadcastReader(self.settings, self.codecs, "model-updates",
+                                fan_out).start(asyncio.get_running_loop())
+
+        self._model_listeners.append(callback)
 
     # -- readiness -----------------------------------------------------------------
     def add_readiness_check(self, name: str, check: Callable[[], bool]) -> None:

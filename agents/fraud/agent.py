@@ -81,7 +81,6 @@ def _entity_window(stored: dict[str, Any] | None) -> EntityWindow:
 
 def register(app: TechShopApp) -> None:
     from streams.app import now_ms
-    from streams.broadcast import BroadcastReader
 
     s = app.settings
     metrics = FraudMetrics.create(app.registry)
@@ -112,11 +111,9 @@ def register(app: TechShopApp) -> None:
 
     @app.faust.task
     async def load_models() -> None:
-        import asyncio
-
         holder.load_latest()
-        reader = BroadcastReader(s, app.codecs, "model-updates", holder.on_update)
-        reader.start(asyncio.get_running_loop())
+
+    app.on_model_update(holder.on_update)
 
     async def on_transactions(batch: list[Admitted]) -> None:
         txns = [item.event for item in batch]

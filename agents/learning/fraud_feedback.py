@@ -9,21 +9,18 @@ trainer.
   label for an unknown transaction waits one label window, then is dead-lettered
   ``label.unmatched``.
 * ``fraud-trainer`` agent: the only reader of ``training-examples`` (one partition,
-  in order); the River challenger learns from each example (prequential metrics) and
-  every N examples or T seconds a new version goes to the registry and
-  ``model-updates``, which every worker applies without a restart.
+  in order, :mod:`agents.learning.trainer`); the River challenger learns from each
+  example (prequential metrics) and every N examples or T seconds a new version goes to
+  the registry and ``model-updates``, which every worker applies without a restart.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import time
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from agents.fraud.features import FEATURE_NAMES
 
@@ -76,7 +73,6 @@ class LabelWindow:
 
 def register(app: TechShopApp, holder: FraudModelHolder, metrics: FraudMetrics) -> Any:
     """Register the labels and trainer agents; returns the sweep to call per batch."""
-    from streams.app import now_ms
     from streams.errors import ProcessingError
     from streams.intake import Admitted, RawMessage
 
@@ -148,69 +144,15 @@ def register(app: TechShopApp, holder: FraudModelHolder, metrics: FraudMetrics) 
             }
             labels_window.add(message.partition, label["ts"], label["txn_id"])
 
-    trainer = _Trainer(app, holder)
+    from agents.fraud.models import CHALLENGER
+    from agents.learning.trainer import OnlineTrainer, register_trainer
+    from scorers.river_scorer import RiverScorer
 
-    async def on_examples(batch: list[Admitted]) -> None:
-        trainer.learn([item.event for item in batch if item.event["model"] == MODEL_FAMILY])
-        trainer.maybe_publish(now_ms())
-
+    register_trainer(app, MODEL_FAMILY, OnlineTrainer(
+        app, holder.registry, CHALLENGER, FEATURE_NAMES,
+        lambda: RiverScorer(FEATURE_NAMES, name=CHALLENGER, version="0")))
     app.input_agent("fraud-labels", on_labels, name="fraud-labels")
-    app.input_agent("training-examples", on_examples, name="fraud-trainer")
     return sweep, on_decided
-
-
-class _Trainer:
-    """The online learner: continues from the latest challenger version."""
-
-    def __init__(self, app: TechShopApp, holder: FraudModelHolder) -> None:
-        self.app, self.holder = app, holder
-        self.scorer: Any = None
-        self.parent: str | None = None
-        self.since_publish = 0
-        self.last_publish = time.monotonic()
-
-    def _ensure(self) -> Any:
-        if self.scorer is None:
-            from agents.fraud.models import CHALLENGER
-            from scorers.river_scorer import RiverScorer
-
-            registry = self.holder.registry
-            if CHALLENGER in registry.names():
-                self.scorer = registry.load_scorer(CHALLENGER)
-                self.parent = self.scorer.version
-            else:
-                self.scorer = RiverScorer(FEATURE_NAMES, name=CHALLENGER, version="0")
-        return self.scorer
-
-    def learn(self, examples: list[dict[str, Any]]) -> None:
-        if not examples:
-            return
-        X = np.array([[ex["features"].get(n, 0.0) for n in FEATURE_NAMES] for ex in examples],
-                     dtype=np.float32)
-        y = np.array([ex["label"] >= 0.5 for ex in examples])
-        self._ensure().learn(X, y)
-        self.since_publish += len(examples)
-
-    def maybe_publish(self, ts: int) -> None:
-        s = self.app.settings
-        due = (self.since_publish >= s.trainer_every_examples or (
-            self.since_publish and time.monotonic() - self.last_publish >= s.trainer_every_s))
-        if not due:
-            return
-        scorer = self._ensure()
-        manifest = self.holder.registry.publish_scorer(
-            scorer, metrics=scorer.metrics(), parent_version=self.parent)
-        self.parent = manifest.version
-        self.since_publish, self.last_publish = 0, time.monotonic()
-        folder = self.holder.registry.root / manifest.name / manifest.version
-        self.app.publisher.publish("model-updates", {
-            "model": manifest.name, "version": manifest.version, "kind": manifest.kind,
-            "uri": folder.as_uri(), "sha256": manifest.sha256, "signature": manifest.signature,
-            "role": "challenger", "metrics": {k: float(v) for k, v in manifest.metrics.items()
-                                              if isinstance(v, int | float)},
-            "ts": ts,
-        })
-        log.info("published %s (%s)", manifest.model_id, manifest.metrics)
 
 
 def _b64(data: bytes | None) -> str | None:
