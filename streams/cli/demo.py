@@ -125,45 +125,47 @@ def demo_command(args: argparse.Namespace) -> int:
                               seed=args.seed, duration_s=args.duration,
                               max_events=args.max_events).start()
         counter = TopicCounter(settings).start()
-        if worker is not None:
-            _bootstrap_in_background(settings, env, console)
+        bootstrap = _bootstrap_in_background(settings, env, console) if worker else None
         try:
-            _show(console, counter, traffic, worker, stop, args, Live, render_table)
+            _show(console, counter, traffic, worker, stop, args, Live, render_table, bootstrap)
         except KeyboardInterrupt:
             pass
         finally:
             console.print("[bold]stopping: traffic, worker, stack…[/bold]")
             traffic.stop()
             counter.stop()
+            if bootstrap is not None:
+                _stop_process(bootstrap, timeout=5)
             if worker is not None:
                 _stop_process(worker)
     console.print("stopped cleanly")
     return 0
 
 
-def _bootstrap_in_background(settings: Settings, env: dict[str, str], console: Any) -> None:
-    """Train the fraud models if the registry is empty, then announce them: the worker
-    decides with the rules meanwhile and swaps without a restart."""
-    from streams.cli.models_cmd import _registry, announce, bootstrap_if_empty
+def _bootstrap_in_background(settings: Settings, env: dict[str, str], console: Any
+                             ) -> subprocess.Popen[bytes] | None:
+    """Train the fraud models in a child process if the registry is empty, then announce
+    them: the worker decides with the rules meanwhile and swaps without a restart. A
+    child (not a thread) so Ctrl-C can stop native training threads cleanly."""
+    from agents.fraud.models import CHAMPION
+    from streams.cli.models_cmd import _registry
 
-    def run() -> None:
-        try:
-            if bootstrap_if_empty(settings, lambda m: console.print(f"[dim]models: {m}[/dim]")):
-                registry = _registry(settings)
-                stack_settings = load_settings(kafka_bootstrap_servers=env[
-                    "TECHSHOP_KAFKA_BOOTSTRAP_SERVERS"], schema_registry_url=env[
-                    "TECHSHOP_SCHEMA_REGISTRY_URL"])
-                announce(stack_settings, registry, [registry.manifest(n) for n in
-                                                    registry.names()])
-                console.print("[bold]models announced on model-updates[/bold]")
-        except Exception as exc:  # the demo goes on with the rules
-            console.print(f"[red]model bootstrap failed: {exc}[/red]")
-
-    threading.Thread(target=run, name="bootstrap", daemon=True).start()
+    if CHAMPION in _registry(settings).names():
+        return None
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = (logs / "bootstrap.log").open("ab")
+    console.print(f"models: training the fraud models on synthetic history (log "
+                  f"{logs / 'bootstrap.log'}); the rules decide until they are announced")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "models", "bootstrap", "--announce"],
+        env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def _show(console: Any, counter: Any, traffic: Any, worker: Any, stop: threading.Event,
-          args: argparse.Namespace, live_cls: Any, render: Any) -> None:
+          args: argparse.Namespace, live_cls: Any, render: Any,
+          bootstrap: subprocess.Popen[bytes] | None = None) -> None:
     interactive = console.is_terminal
     started = time.monotonic()
     last_print = 0.0
@@ -177,6 +179,11 @@ def _show(console: Any, counter: Any, traffic: Any, worker: Any, stop: threading
                                  "see its log under the data dir")
             caption = f"up {time.monotonic() - started:,.0f} s · produced " \
                       f"{sum(traffic.sent.values()):,}"
+            if bootstrap is not None:
+                state = bootstrap.poll()
+                caption += (" · models: training…" if state is None else
+                            " · models: trained and announced" if state == 0 else
+                            f" · models: bootstrap failed ({state}), rules decide")
             if interactive:
                 live.update(render(counter, caption), refresh=True)
             elif time.monotonic() - last_print >= 5:
