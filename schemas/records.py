@@ -206,12 +206,21 @@ class EntityObservation(Record):
     ts: int
 
 
+@dataclass(frozen=True, slots=True)
+class ItemSignal(Record):
+    SCHEMA: ClassVar[str] = "item_signal"
+    key: str
+    kind: str
+    data: str
+    ts: int
+
+
 #: Every top-level record, by schema name.
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.SCHEMA: cls
     for cls in (
         Transaction, ClickEvent, ImageUpload, CatalogItem, FraudDecision, Recommendation,
         ModerationDecision, FraudLabel, ModerationReview, DeadLetter, TrainingExample,
-        ModelUpdate, ModelEvent, EntityObservation,
+        ModelUpdate, ModelEvent, EntityObservation, ItemSignal,
     )
 }

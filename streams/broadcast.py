@@ -29,10 +29,12 @@ class BroadcastReader:
     """Read ``logical_topic`` from its beginning; call ``on_record(value)`` for each."""
 
     def __init__(self, settings: Settings, codecs: Codecs, logical_topic: str,
-                 on_record: Callable[[dict[str, Any]], None]) -> None:
+                 on_record: Callable[[dict[str, Any]], None],
+                 on_tombstone: Callable[[bytes], None] | None = None) -> None:
         self.settings, self.codecs = settings, codecs
         self.logical_topic = logical_topic
         self.on_record = on_record
+        self.on_tombstone = on_tombstone
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,10 +53,13 @@ class BroadcastReader:
             self._thread.join(5)
 
     def _deliver(self, value: dict[str, Any]) -> None:
+        self._call(self.on_record, value)
+
+    def _call(self, fn: Callable[[Any], None], arg: Any) -> None:
         if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self.on_record, value)
+            self._loop.call_soon_threadsafe(fn, arg)
         else:
-            self.on_record(value)
+            fn(arg)
 
     def _run(self) -> None:
         codec = self.codecs[self.logical_topic]
@@ -78,6 +83,9 @@ class BroadcastReader:
                                 self.caught_up.set()
                         continue
                     if msg.value() is None:
+                        key = msg.key()
+                        if self.on_tombstone is not None and key is not None:
+                            self._call(self.on_tombstone, key)
                         continue
                     try:
                         self._deliver(codec.decode(msg.value()))

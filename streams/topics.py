@@ -72,6 +72,8 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec("model-events", "model_event", "model", TopicKind.LEARNING, partitions=1),
         TopicSpec("fraud-entities", "entity_observation", "entity", TopicKind.INTERNAL,
                   doc="transactions re-keyed by merchant and device, for their velocity"),
+        TopicSpec("recommend-signals", "item_signal", "key", TopicKind.INTERNAL,
+                  doc="clicks re-keyed by item and category, for co-visitation and trends"),
         TopicSpec("dead-letters", "dead_letter", None, TopicKind.DEAD_LETTER),
     )
 }

@@ -128,6 +128,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "metrics": {"auc": 0.93},
         "ts": TS,
     },
+    "item_signal": {"key": "i:item-1", "kind": "covisit", "data": "{}", "ts": 1_700_000_000_000},
     "entity_observation": {"entity": "m:m-1", "card_id": "c-1", "ts": 1_700_000_000_000},
     "model_event": {
         "event_id": "ev-1",

@@ -253,7 +253,8 @@ def matches(avro: Any, expected: Any) -> bool:
 
 def test_contract_covers_every_contract_topic() -> None:
     assert set(CONTRACT) <= set(TOPICS)
-    learning = {"training-examples", "model-updates", "model-events", "fraud-entities"}
+    learning = {"training-examples", "model-updates", "model-events", "fraud-entities",
+                "recommend-signals"}
     assert set(TOPICS) - set(CONTRACT) == learning  # internal, not part of the contract
 
 
