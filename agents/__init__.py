@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 #: pipeline name -> module with ``register(app)``; pipelines not built yet are absent.
 PIPELINES: dict[str, str] = {
     "fraud": "agents.fraud.agent",
+    "recommend": "agents.recommend.agent",
 }
 
 

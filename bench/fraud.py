@@ -20,9 +20,10 @@ latency is the end consumer's receive wall time minus the send time. A phase is
 *sustained* when >= 95 % of its decisions arrived by the end of the window + 2 s and the
 p99 of the last send window is not more than twice (+250 ms) that of the first. An
 overloaded phase drains only ``--overload-drain-s`` more (enough to measure the rate the
-workers keep up). Afterwards, for each worker kind and count that was overloaded, one
-more phase at 90 % of the rate it processed while overloaded checks the "maximum
-sustained" estimate (``--find-max-steps``).
+workers keep up). Afterwards, for each worker kind and count that was overloaded, more
+phases look for the highest sustained rate (``--find-max-steps``, default 1): halfway
+between the highest rate sustained and the lowest not, or with none sustained, half the
+rate kept while overloaded.
 
 The CPU of the broker, each worker, redis, this process (producer + end consumer) and
 everything else is measured during each offered window. ``--py-spy PATH`` profiles the
@@ -73,6 +74,9 @@ from streams.stack import EmbeddedStack, StackInfo  # noqa: E402
 from streams.topics import TopicCatalog  # noqa: E402
 
 KINDS = ("bare", "fraud")
+#: With no rate sustained, the search for the maximum starts at this fraction of the rate
+#: kept while overloaded.
+MAX_FIRST_STEP = 0.5
 CORES = os.cpu_count() or 1
 CORES_NOTE = (f"This machine has {CORES} cores, shared by the producer, the broker, redis, "
               "the worker(s) and the end consumer (and by other sessions): absolute rates "
@@ -369,16 +373,18 @@ def bottleneck(cpu: dict[str, float]) -> str:
         return f"the machine: {cpu['machine']:.2f} of {CORES} cores busy"
     if cpu.get("broker", 0) >= 0.85:
         return f"broker CPU ({cpu['broker']:.0%})"
-    return "no process at a full core"
+    return (f"no process at a full core and {cpu.get('machine', 0):.2f} of {CORES} cores busy: "
+            "the workers wait (round trips) as much as they compute")
 
 
 # -- profiling ---------------------------------------------------------------------
 
-def start_profile(py_spy: str, pid: int, seconds: float, out: Path,
-                  rate: int) -> subprocess.Popen[bytes]:
+def start_profile(py_spy: str, pid: int, seconds: float, out: Path, rate: int,
+                  idle: bool = False) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [py_spy, "record", "-p", str(pid), "-d", str(max(1, int(seconds))), "-r", str(rate),
-         "--nonblocking", "--threads", "--format", "raw", "-o", str(out)],
+         "--nonblocking", "--threads", "--format", "raw", "-o", str(out),
+         *(["--idle"] if idle else [])],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         preexec_fn=_die_with_parent)
 
@@ -410,42 +416,50 @@ _WRAPPERS = re.compile(
 
 def summarise_profile(path: Path, seconds: float, rate: int, top: int = 25) -> dict[str, Any]:
     """Self and inclusive shares by function, self shares by package and samples by
-    thread, of a py-spy raw (collapsed, ``--threads``) profile. Shares are of all busy
-    samples (every thread's; idle threads are not sampled)."""
-    self_s: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
-    pkg: Counter[str] = Counter()
+    thread, of a py-spy raw (collapsed, ``--threads``) profile: over every thread's busy
+    samples, and over the main thread's alone (the event loop: Faust, the handlers)."""
+    stacks: list[tuple[str, list[tuple[str, str]], int]] = []
     threads: Counter[str] = Counter()
-    total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        n = int(count)
-        total += n
         names = stack.split(";")
+        thread = ""
         if names[0].startswith("thread ("):
-            threads[names[0].split(": ", 1)[-1]] += n
+            thread = names[0].split(": ", 1)[-1]
             names = names[1:]
-        if not names:
-            continue
-        frames = [_frame(f) for f in names]
-        self_s[frames[-1][0]] += n
-        pkg[frames[-1][1]] += n
-        for name in {f for f, _ in frames}:
-            incl[name] += n
+        threads[thread] += int(count)
+        stacks.append((thread, [_frame(f) for f in names] or [("(native)", "?")], int(count)))
+    total = sum(threads.values())
     if not total:
         return {"samples": 0}
-
-    def share(c: Counter[str], k: int) -> list[tuple[str, float]]:
-        return [(name, n / total) for name, n in c.most_common(k)]
-
-    inclusive = [(name, n / total) for name, n in incl.most_common()
-                 if not _WRAPPERS.match(name)][:top]
-    return {"samples": total, "seconds": seconds, "rate_hz": rate,
-            "busy_thread_seconds_per_s": total / (seconds * rate),
-            "by_thread": share(threads, 8), "self": share(self_s, top),
-            "inclusive": inclusive, "self_by_package": share(pkg, 14), "file": str(path)}
+    out: dict[str, Any] = {
+        "samples": total, "seconds": seconds, "rate_hz": rate, "file": str(path),
+        "busy_thread_seconds_per_s": total / (seconds * rate),
+        "by_thread": [(name, n / total) for name, n in threads.most_common(8)]}
+    for key, only in (("all_threads", None), ("main_thread", "MainThread")):
+        self_s: Counter[str] = Counter()
+        incl: Counter[str] = Counter()
+        pkg: Counter[str] = Counter()
+        n_all = 0
+        for thread, frames, n in stacks:
+            if only is not None and thread != only:
+                continue
+            n_all += n
+            self_s[frames[-1][0]] += n
+            pkg[frames[-1][1]] += n
+            for name in {f for f, _ in frames}:
+                incl[name] += n
+        if not n_all:
+            continue
+        out[key] = {
+            "samples": n_all,
+            "self": [(name, n / n_all) for name, n in self_s.most_common(top)],
+            "inclusive": [(name, n / n_all) for name, n in incl.most_common()
+                          if not _WRAPPERS.match(name)][:top],
+            "self_by_package": [(name, n / n_all) for name, n in pkg.most_common(14)]}
+    return out
 
 
 # -- a phase from start to finish ----------------------------------------------------
@@ -470,7 +484,7 @@ def run_phase(ph: Phase, args: argparse.Namespace, pool: list[dict[str, Any]],
         if profile and ph.workers[0].pid is not None:
             spy_out = OUT_DIR / f"fraud_profile_{ph.kind}.txt"
             spy = start_profile(args.py_spy, ph.workers[0].pid, args.seconds, spy_out,
-                                args.profile_rate)
+                                args.profile_rate, args.profile_idle)
         progress(f"{ph.label}: offering {ph.rate:.0f}/s for {args.seconds:.0f} s"
                  + (" (py-spy on worker 0)" if spy else ""))
         offer_start = time.time()
@@ -495,6 +509,7 @@ def run_phase(ph: Phase, args: argparse.Namespace, pool: list[dict[str, Any]],
                 _, err = spy.communicate()
             if spy_out.exists():
                 profile_summary = summarise_profile(spy_out, args.seconds, args.profile_rate)
+                profile_summary["idle_included"] = args.profile_idle
             else:
                 profile_summary = {"error": err.decode(errors="replace")[-500:]}
         dups = ph.reader.duplicates if ph.reader else 0
@@ -674,11 +689,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="offered window per phase")
     parser.add_argument("--drain-s", type=float, default=20.0,
                         help="longest wait after the window for the last decisions")
-    parser.add_argument("--overload-drain-s", type=float, default=5.0,
+    parser.add_argument("--overload-drain-s", type=float, default=3.0,
                         help="drain after the window + 2 s once a phase is overloaded")
-    parser.add_argument("--find-max-steps", type=int, default=2,
-                        help="extra phases per overloaded kind/worker count, at 90%% (then "
-                        "70%%) of the rate it processed while overloaded (0: none)")
+    parser.add_argument("--find-max-steps", type=int, default=1,
+                        help="extra phases per overloaded kind/worker count, each halfway "
+                        "between the highest rate sustained and the lowest not (none "
+                        "sustained: half the rate kept while overloaded); 0: none")
     parser.add_argument("--warmup-s", type=float, default=2.0)
     parser.add_argument("--warmup-rate", type=float, default=200.0)
     parser.add_argument("--warmup-timeout", type=float, default=30.0)
@@ -692,7 +708,7 @@ def main() -> int:
     parser.add_argument("--train-n", type=int, default=100_000,
                         help="history size when the models are trained")
     parser.add_argument("--ready-timeout", type=float, default=90.0)
-    parser.add_argument("--quiet-wait-s", type=float, default=3.0,
+    parser.add_argument("--quiet-wait-s", type=float, default=1.0,
                         help="before each window, wait up to this long for other processes "
                         "to use under 30%% of a core (0: do not wait)")
     parser.add_argument("--window-s", type=float, default=2.0,
@@ -700,6 +716,8 @@ def main() -> int:
     parser.add_argument("--py-spy", default=shutil.which("py-spy"),
                         help="py-spy binary: profile the 1-worker phases at the highest rate")
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
+    parser.add_argument("--profile-idle", action="store_true",
+                        help="py-spy --idle: also sample waiting threads (wall-time shares)")
     parser.add_argument("--keep-tmp", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -757,21 +775,21 @@ def main() -> int:
                     one(kind, workers, rate, profile=bool(args.py_spy) and workers == 1
                         and rate == top_rate)
         result["configs"] = configs = summarise_configs(result["phases"], args)
-        for step in range(args.find_max_steps):
+        for _ in range(args.find_max_steps):
             for key, c in configs.items():
                 kind, workers = key.split("/")
-                if c["capacity_per_s"] is None or c.get("verified"):
+                rate = next_rate(c)
+                if rate is None:
                     continue
-                rate = math.floor(c["capacity_per_s"] * (0.9 if step == 0 else 0.7) / 100) * 100
-                if rate <= (c["max_sustained_offered"] or 0) or rate < 100:
-                    continue
-                r = one(kind, int(workers[1:]), float(rate), suffix="-max")
+                r = one(kind, int(workers[1:]), rate, suffix=f"-max{len(c['checks']) + 1}")
                 if r is None:
                     continue
-                c["checks"].append({"rate": rate, "sustained": r["sustained"], "why": r["why"]})
+                c["checks"].append({"rate": rate, "sustained": r["sustained"], "why": r["why"],
+                                    "p50": r["latency_ms"]["p50"], "p99": r["latency_ms"]["p99"]})
                 if r["sustained"]:
                     c["max_sustained_offered"] = max(c["max_sustained_offered"] or 0, rate)
-                    c["verified"] = True
+                else:
+                    c["lowest_not_sustained"] = min(c["lowest_not_sustained"] or rate, rate)
     finally:
         for ph in phases:
             with contextlib.suppress(Exception):
@@ -797,16 +815,35 @@ def summarise_configs(phases: dict[str, Any], args: argparse.Namespace) -> dict[
     out: dict[str, Any] = {}
     for r in phases.values():
         c = out.setdefault(f"{r['kind']}/w{r['workers']}", {
-            "sustained_rates": [], "max_sustained_offered": None, "capacity_per_s": None,
-            "capacity_from": None, "checks": []})
+            "sustained_rates": [], "max_sustained_offered": None, "lowest_not_sustained": None,
+            "capacity_per_s": None, "capacity_from": None, "checks": []})
         if r["sustained"]:
             c["sustained_rates"].append(r["offered_rate"])
             c["max_sustained_offered"] = max(c["max_sustained_offered"] or 0, r["offered_rate"])
         else:
+            c["lowest_not_sustained"] = min(c["lowest_not_sustained"] or r["offered_rate"],
+                                            r["offered_rate"])
             rate = r["rate_in_window_per_s"]
             if rate and (c["capacity_per_s"] is None or rate > c["capacity_per_s"]):
                 c["capacity_per_s"], c["capacity_from"] = rate, r["offered_rate"]
     return out
+
+
+def next_rate(c: dict[str, Any]) -> float | None:
+    """The next rate to try for one kind/worker count, or None: halfway between the
+    highest rate sustained and the lowest not sustained; with none sustained yet, half
+    the rate kept while overloaded (overloaded workers batch more, so they process more
+    per second than they sustain at a steady latency)."""
+    lo, hi = c["max_sustained_offered"] or 0.0, c["lowest_not_sustained"]
+    if hi is None:
+        return None  # never overloaded
+    hi = min(hi, c["capacity_per_s"] or hi)  # it never sustains more than it processes
+    rate = (lo + hi) / 2 if lo else hi * MAX_FIRST_STEP
+    step = 100 if rate >= 1000 else 50
+    rate = math.floor(rate / step) * step
+    if rate < step or rate <= lo * 1.1 or rate >= hi * 0.9:
+        return None  # close enough
+    return float(rate)
 
 
 def ratios(phases: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -883,8 +920,10 @@ def report(result: dict[str, Any]) -> str:
                "decisions / (last decision received - first send); in-win/s = decisions "
                "received per second during the offered window after its first 2 s (while "
                "overloaded: the rate the workers keep up); +2s = share decided by the window's "
-               "end + 2 s; latency (ms) = receive - send; batch = mean events per handler "
-               "call; ok = sustained; cpu over the offered window.")
+               "end + 2 s; latency (ms) = receive - send; batch = mean events per take_events "
+               "batch (the handler is then called once per partition in it); ok = sustained "
+               "(>= 95 % by the window's end + 2 s and p99 not growing: it says nothing of "
+               "the latency level); cpu = share of one core over the offered window.")
     if result.get("ratios"):
         out.append("")
         out.append("fraud / bare, measured in this run (throughput < 1: fraud slower; "
@@ -899,12 +938,15 @@ def report(result: dict[str, Any]) -> str:
         out.append("Maximum sustained (highest offered rate that was sustained; 'kept up "
                    "while overloaded' = best in-window rate of an overloaded phase):")
         for key, c in configs.items():
-            checks = "; ".join(f"check at {x['rate']}/s: "
-                               f"{'sustained' if x['sustained'] else 'not sustained'}"
+            checks = "; ".join(f"check at {x['rate']:.0f}/s: "
+                               f"{'sustained' if x['sustained'] else 'not sustained'} (p50 "
+                               f"{_f(x['p50'])} ms, p99 {_f(x['p99'])} ms)"
                                for x in c["checks"])
             cap = (f"kept up {c['capacity_per_s']:.0f}/s while offered {c['capacity_from']:.0f}/s"
                    if c["capacity_per_s"] else "never overloaded: at least the highest rate")
-            out.append(f"  {key:<9} max sustained {_f(c['max_sustained_offered'])}/s; {cap}"
+            not_ok = c["lowest_not_sustained"]
+            out.append(f"  {key:<9} max sustained {_f(c['max_sustained_offered'])}/s"
+                       + (f" (not sustained at {not_ok:.0f}/s)" if not_ok else "") + f"; {cap}"
                        + (f"; {checks}" if checks else ""))
     out.append("")
     out.append("What saturated while overloaded (CPU over the offered window):")
@@ -916,20 +958,28 @@ def report(result: dict[str, Any]) -> str:
         if not prof or not prof.get("samples"):
             continue
         out.append("")
-        out.append(f"py-spy, worker 0 of {label}: {prof['samples']} busy samples at "
-                   f"{prof['rate_hz']} Hz over {prof['seconds']:.0f} s (Python threads busy "
-                   f"{prof['busy_thread_seconds_per_s']:.2f} s per s, all threads together); "
-                   f"shares below are of the busy samples. Collapsed stacks: {prof['file']}")
-        out.append("  by thread: " + ", ".join(
+        out.append(f"py-spy, worker 0 of {label}: {prof['samples']} samples at "
+                   f"{prof['rate_hz']} Hz over {prof['seconds']:.0f} s ("
+                   + ("idle threads included: shares of wall time" if prof.get("idle_included")
+                      else f"busy threads only: {prof['busy_thread_seconds_per_s']:.2f} "
+                      "thread-seconds per second") + f"). Collapsed stacks: {prof['file']}")
+        out.append("  samples by thread: " + ", ".join(
             f"{name} {share:.0%}" for name, share in prof["by_thread"]))
-        out.append("  self, by package: " + ", ".join(
-            f"{name} {share:.0%}" for name, share in prof["self_by_package"]))
-        out.append("  inclusive (the function and what it calls):")
-        for name, share in prof["inclusive"]:
-            out.append(f"    {share:6.1%}  {name}")
-        out.append("  self (the function's own code):")
-        for name, share in prof["self"][:12]:
-            out.append(f"    {share:6.1%}  {name}")
+        for key, title in (("all_threads", "all threads"), ("main_thread", "main thread "
+                                                                          "(event loop)")):
+            part = prof.get(key)
+            if not part:
+                continue
+            out.append(f"  {title}, {part['samples']} samples; self time by package: "
+                       + ", ".join(f"{name} {share:.0%}"
+                                   for name, share in part["self_by_package"][:10]))
+            if key == "main_thread":
+                out.append("  main thread, inclusive (the function and what it calls):")
+                for name, share in part["inclusive"][:22]:
+                    out.append(f"    {share:6.1%}  {name}")
+                out.append("  main thread, self (the function's own code):")
+                for name, share in part["self"][:12]:
+                    out.append(f"    {share:6.1%}  {name}")
     busy = [label for label, r in result["phases"].items()
             if r["cpu_offered_window"].get("others", 0) > 0.25]
     if busy:

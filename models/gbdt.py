@@ -54,7 +54,7 @@ DEFAULT_PARAMS: Mapping[str, Any] = {
     "force_row_wise": True,
     "verbose": -1,
 }
-ONNX_TOLERANCE = 1e-5
+ONNX_TOLERANCE = 1e-4  # float32 inputs vs LightGBM doubles: 1e-5 was seen exceeded
 _CHECK_ROWS = 2000
 
 

@@ -14,6 +14,8 @@ MODULES = [
     "streams.topics",
     "streams.validation",
     "agents.fraud.decide",
+    "agents.recommend.state",
+    "agents.recommend.decide",
     "streams.registry.client",
     "streams.registry.compat",
     "streams.registry.store",
