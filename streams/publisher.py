@@ -71,15 +71,22 @@ class Publisher:
             "log.connection.close": False,
         })
         self._failed = 0
+        self._physical: dict[str, str] = {}
+        self._counters: dict[str, Any] = {}
+        self._key_fields: dict[str, str | None] = {}
 
     def publish(self, logical_topic: str, value: dict[str, Any] | None,
                 key: str | bytes | None = None) -> None:
         """Queue one event; ``key`` defaults to the value's contract key field."""
-        spec = self.catalog.spec(logical_topic)
-        if key is None and spec.key_field and value is not None:
-            key = str(value[spec.key_field])
+        topic = self._physical.get(logical_topic)
+        if topic is None:
+            topic = self._physical[logical_topic] = self.catalog.physical(logical_topic)
+            self._counters[logical_topic] = self.metrics.events_out.labels(logical_topic)
+            self._key_fields[logical_topic] = self.catalog.spec(logical_topic).key_field
+        key_field = self._key_fields[logical_topic]
+        if key is None and key_field and value is not None:
+            key = str(value[key_field])
         payload = None if value is None else self.codecs[logical_topic].encode(value)
-        topic = self.catalog.physical(logical_topic)
         while True:
             try:
                 self._producer.produce(topic, payload, key, on_delivery=self._delivered)
@@ -87,7 +94,7 @@ class Publisher:
             except BufferError:  # local queue full: let librdkafka drain it
                 self._producer.poll(0.05)
         self._producer.poll(0)
-        self.metrics.events_out.labels(logical_topic).inc()
+        self._counters[logical_topic].inc()
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

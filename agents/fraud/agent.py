@@ -154,9 +154,12 @@ def register(app: TechShopApp) -> None:
         published = time.time()
         for item in result.decided:
             message = batch[item.position].message
+            # The window values are columns of the feature vector; storing them twice
+            # only slows the changelog down. The decision itself is on fraud-decisions.
+            stored = {k: v for k, v in item.provenance.items() if k != "windows"}
             decided[item.decision["txn_id"]] = {
-                **item.provenance, "partition": message.partition, "offset": message.offset,
-                "decision_record": item.decision, "labelled": False,
+                **stored, "partition": message.partition, "offset": message.offset,
+                "reasons": item.decision["reasons"], "labelled": False,
             }
             if message.timestamp_ms:
                 metrics.latency.observe(max(0.0, published - message.timestamp_ms / 1000.0))

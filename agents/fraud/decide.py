@@ -161,6 +161,7 @@ def decide(txns: Sequence[Mapping[str, Any]], state: FraudState, models: FraudMo
         scores, decided_by, thresholds = rule_scores, models.rules.model_id, RULES_THRESHOLDS
     result.fallback_reason = reason
     shadow = _shadow_scores(models.challenger, X)
+    rows = X.tolist()
     for row, i in enumerate(batch.index):
         txn = fresh[i]
         score = float(scores[row])
@@ -173,7 +174,7 @@ def decide(txns: Sequence[Mapping[str, Any]], state: FraudState, models: FraudMo
         }
         provenance = {
             "txn_id": txn["txn_id"], "card_id": txn["card_id"], "ts": txn["ts"],
-            "features": [float(v) for v in X[row]], "windows": batch.windows[row],
+            "features": rows[row], "windows": batch.windows[row],
             "rule_hits": rule_hits[row], "rules_score": float(rule_scores[row]),
             "model": decided_by, "score": score, "decision": verdict,
             "thresholds": [thresholds.review, thresholds.decline], "fallback": reason,
