@@ -66,6 +66,7 @@ __all__ = [
     "Manifest",
     "ModelRegistry",
     "canonical_json",
+    "open_registry",
     "signing_key_from",
 ]
 
@@ -380,3 +381,11 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_registry(root: Path, env_key: str | None = None) -> ModelRegistry:
+    """The registry at ``root`` (created if missing), signed with ``env_key`` or with the
+    key file ``root/signing.key`` (created on first use, mode 0600)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return ModelRegistry(root, signing_key_from(root / "signing.key", env_key))

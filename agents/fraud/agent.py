@@ -22,7 +22,8 @@ from agents.fraud.decide import FraudModels, FraudState, decide
 from agents.fraud.features import CardState, EntityWindow
 from agents.fraud.metrics import FraudMetrics
 from agents.fraud.models import FraudModelHolder
-from models.registry import ModelRegistry, signing_key_from
+from models.registry import ModelRegistry
+from models.registry import open_registry as registry_at
 from streams.errors import ProcessingError
 from streams.intake import Admitted
 
@@ -36,10 +37,10 @@ ENTITY_TTL_S = 2 * 3600
 
 
 def open_registry(app: TechShopApp) -> ModelRegistry:
+    """The deployment's model registry (``TECHSHOP_MODEL_DIR``)."""
     s = app.settings
     key = s.model_signing_key.get_secret_value() if s.model_signing_key else None
-    s.models_path.mkdir(parents=True, exist_ok=True)
-    return ModelRegistry(s.models_path, signing_key_from(s.models_path / "signing.key", key))
+    return registry_at(s.models_path, key)
 
 
 class EntityCache:

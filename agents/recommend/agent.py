@@ -95,6 +95,19 @@ class RankerHolder:
             log.error("ranker %s@%s refused: %s", RANKER, version, exc)
 
 
+def _load_item_state(key: str, value: dict[str, Any], neighbors: dict[str, ItemNeighbors],
+                     trending: dict[str, CategoryTrending]) -> None:
+    """Add a stored item (``i:``) or category (``c:``) state; unreadable ones (an older
+    layout) are skipped, so the key starts afresh."""
+    try:
+        if key.startswith("i:"):
+            neighbors[key] = ItemNeighbors.from_dict(value)
+        else:
+            trending[key] = CategoryTrending.from_dict(value)
+    except (ValueError, KeyError, TypeError):
+        log.warning("%s: stored state unreadable, starting afresh", key)
+
+
 def register(app: TechShopApp) -> None:
     from agents.fraud.agent import open_registry
     from agents.learning.trainer import OnlineTrainer, register_trainer
@@ -156,13 +169,7 @@ def register(app: TechShopApp) -> None:
         for _ in range(2):
             keys = rec.state_keys(events, state_users, catalog, neighbors, trending)
             for key, value in signals.fetch(keys).items():
-                try:
-                    if key.startswith("i:"):
-                        neighbors[key] = ItemNeighbors.from_dict(value)
-                    else:
-                        trending[key] = CategoryTrending.from_dict(value)
-                except (ValueError, KeyError, TypeError):
-                    log.warning("%s: cached state unreadable, ignored", key)
+                _load_item_state(key, value, neighbors, trending)
         result = rec.decide(events, state_users, neighbors, trending, catalog, holder.ranker,
                             now_ms=now_ms(), config=config)
         for _, record in result.recommendations:
@@ -200,15 +207,8 @@ def register(app: TechShopApp) -> None:
         trending: dict[str, CategoryTrending] = {}
         for key in touched_keys:
             stored = item_state.get(key)
-            if stored is None:
-                continue
-            try:
-                if key.startswith("i:"):
-                    neighbors[key] = ItemNeighbors.from_dict(stored)
-                else:
-                    trending[key] = CategoryTrending.from_dict(stored)
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s: stored state unreadable, starting afresh", key)
+            if stored is not None:
+                _load_item_state(key, stored, neighbors, trending)
         rec.apply_item_signals(parsed, neighbors, trending)
         changed = {**{k: v.to_dict() for k, v in neighbors.items()},
                    **{k: v.to_dict() for k, v in trending.items()}}

@@ -35,12 +35,10 @@ def add_commands(sub: Any) -> None:
 
 
 def _registry(settings: Settings) -> Any:
-    from models.registry import ModelRegistry, signing_key_from
+    from models.registry import open_registry
 
     key = settings.model_signing_key.get_secret_value() if settings.model_signing_key else None
-    settings.models_path.mkdir(parents=True, exist_ok=True)
-    return ModelRegistry(settings.models_path, signing_key_from(
-        settings.models_path / "signing.key", key))
+    return open_registry(settings.models_path, key)
 
 
 def list_models(args: argparse.Namespace) -> int:
