@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from streams import faust_transport
 from streams.admin import is_tansu
+from streams.dashboard import install_dashboard
 from streams.errors import ConfigError, EventError, ProcessingError
 from streams.intake import Admitted, RawMessage, admit, dead_letter
 from streams.metrics import StreamMetrics
@@ -68,6 +69,7 @@ class TechShopApp:
                                  name_prefix="techshop_faust")
         install_health_pages(self)
         self._topics: dict[str, faust.TopicT] = {}
+        install_dashboard(self)
 
     # -- construction ------------------------------------------------------------
     def _create_faust(self, app_id: str, data_dir: Path) -> faust.App:
