@@ -90,6 +90,7 @@ class TechShopApp:
             store="rocksdb://",
             datadir=str(data_dir),
             web_host=s.web_host,
+            web_bind=s.web_host,  # Faust binds 0.0.0.0 unless told; web_host only advertises
             web_port=s.web_port,
             web_tables_enabled=False,
             web_router_enabled=False,
