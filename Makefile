@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 ## test: lint, type-check, then unit, integration and end-to-end tests
 test: $(STAMP)
+	@bash .ci/ensure-chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -27,7 +27,13 @@ import agents.recommend.decide as rec
 from agents.recommend.candidates import CatalogIndex
 from agents.recommend.metrics import RecommendMetrics
 from agents.recommend.serving import RecommendationStore, install_read_endpoint
-from agents.recommend.state import CategoryTrending, ItemNeighbors, ItemSignal, UserState
+from agents.recommend.state import (
+    CategoryTrending,
+    ItemNeighbors,
+    ItemSignal,
+    UserState,
+    merge_signals,
+)
 from streams.errors import ValidationError
 from streams.intake import Admitted
 from streams.validation import validate
@@ -176,12 +182,13 @@ def register(app: TechShopApp) -> None:
             app.publisher.publish("recommendations", record)
         for example in result.examples:
             app.publisher.publish("training-examples", example)
-        for signal in result.signals:
+        for signal in merge_signals(result.signals):
             app.publisher.publish("recommend-signals", {
                 "key": signal.key, "kind": signal.kind,
                 "data": orjson.dumps(signal.to_dict()).decode(), "ts": signal.ts})
+        # Readers see the top-K as soon as it is queued; the adapter flushes the whole
+        # batch before Faust acks it (no flush per partition group here).
         store.put_many([record for _, record in result.recommendations])
-        await app.publisher.flush()
         published = time.time()
         for position, record in result.recommendations:
             message = batch[position].message
