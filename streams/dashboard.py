@@ -66,9 +66,11 @@ PANELS: tuple[PipelinePanel, ...] = (
     PipelinePanel("fraud", "transactions", ("fraud-decisions",),
                   "techshop_fraud_decision_latency_seconds", 0.3,
                   "techshop_fraud_decisions_total", "techshop_fraud_model_info"),
+    # A top-K publication is the decision; its label says which ranker served it.
     PipelinePanel("recommend", "clickstream", ("recommendations",),
                   "techshop_recommend_latency_seconds", 0.1,
-                  "techshop_recommend_decisions_total", "techshop_recommend_model_info"),
+                  "techshop_recommend_published_total", "techshop_recommend_model_info",
+                  outcome_label="variant", variant_label=None),
     PipelinePanel("moderation", "image-uploads", ("moderation-decisions", "review-queue"),
                   "techshop_moderation_decision_latency_seconds", 5.0,
                   "techshop_moderation_decisions_total", "techshop_moderation_model_info"),
@@ -213,6 +215,7 @@ def _pipeline(app: TechShopApp, panel: PipelinePanel, r: Reading, window: Readin
     info: dict[str, Any] = {
         "name": panel.name, "present": _present(panel, r), "input_topic": panel.input_topic,
         "decision_topics": list(panel.decision_topics), "slo_s": panel.slo_s,
+        "outcome_label": panel.outcome_label,
         "metrics": {"latency": panel.latency_metric, "decisions": panel.decisions_metric,
                     "model_info": panel.model_info_metric, "drift": panel.drift_metric},
     }
