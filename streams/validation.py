@@ -57,7 +57,9 @@ def validate(topic: str, event: dict[str, Any], size: int, *, now_ms: int,
             f"record is {size} bytes, over the {limits.max_record_bytes}-byte limit",
             "validate.too_large",
         )
-    for name, value in event.items():
+    # String caps are part of the input contract; internal topics (re-keyed state
+    # signals) carry longer JSON payloads and are only bounded by the record size.
+    for name, value in event.items() if topic in _ID_FIELDS else ():
         if isinstance(value, str):
             cap = _LONG_STRING_LIMITS.get(name, limits.max_string_chars)
             if len(value) > cap:

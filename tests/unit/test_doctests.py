@@ -14,6 +14,7 @@ MODULES = [
     "streams.topics",
     "streams.validation",
     "agents.fraud.decide",
+    "streams.dashboard",
     "agents.recommend.state",
     "agents.recommend.decide",
     "streams.registry.client",

@@ -201,3 +201,10 @@ def test_first_broken_rule_wins() -> None:
     assert reason("transactions", {**broken, "txn_id": "t"}) == "validate.amount"
     in_time_only = {**broken, "txn_id": "t", "amount": 1.0}
     assert reason("transactions", in_time_only) == "validate.ts_range"
+
+
+def test_internal_topics_are_bounded_by_size_not_by_string_caps() -> None:
+    from streams.validation import Limits, validate
+
+    signal = {"key": "i:1", "kind": "covisit", "data": "x" * 5000, "ts": 1_700_000_000_000}
+    validate("recommend-signals", signal, 6000, now_ms=1_700_000_000_000, limits=Limits())
