@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUT_DIR", "NOISE_NOTE", "progress", "percentiles", "write_result", "machine"]
+__all__ = ["OUT_DIR", "ROOT", "NOISE_NOTE", "progress", "percentiles", "write_result",
+           "machine", "code_version", "wait_for_quiet", "leftover_children", "fmt", "fmt_ratio"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 NOISE_NOTE = ("Figures are noisy (a shared 2-core machine): compare the ratios measured in "
@@ -47,3 +54,53 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = OUT_DIR / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return path
+
+
+def code_version(files: Sequence[str], dirty_paths: Sequence[str]) -> dict[str, Any]:
+    """Which code was measured: the commit, uncommitted changes under ``dirty_paths`` and
+    a short sha256 of each measured file."""
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "dirty": git("status", "--porcelain", *dirty_paths),
+            "sha256": {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest()[:16]
+                       for f in files if (ROOT / f).exists()}}
+
+
+def wait_for_quiet(others_cpu_s: Callable[[], float], most_s: float,
+                   threshold: float = 0.3) -> float:
+    """Wait (at most ``most_s``) until processes outside the benchmark use less than
+    ``threshold`` of a core over one second; the share seen last. ``others_cpu_s``
+    returns their CPU seconds so far."""
+    deadline = time.monotonic() + most_s
+    while True:
+        before = others_cpu_s()
+        time.sleep(1.0)
+        share = others_cpu_s() - before
+        if share < threshold or time.monotonic() >= deadline:
+            return share
+        progress(f"other processes use {share:.0%} of a core: waiting for a quieter moment")
+
+
+def leftover_children() -> list[str]:
+    """Processes still parented by this one (should be none at the end)."""
+    me, out = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            if int(text.rsplit(")", 1)[1].split()[1]) == me:
+                out.append(f"{stat.parent.name} {text.split('(', 1)[1].split(')', 1)[0]}")
+    return out
+
+
+def fmt(x: float | None, spec: str = ".0f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"

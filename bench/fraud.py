@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import hashlib
 import math
 import os
 import re
@@ -58,15 +56,30 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+MEASURED_FILES = ("streams/app.py", "streams/publisher.py", "agents/fraud/agent.py",
+                  "agents/fraud/decide.py", "agents/fraud/features.py", "bench/hop_worker.py")
+MEASURED_DIRS = ("streams", "agents", "scorers", "models", "bench/hop_worker.py")
 sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
-from bench._common import NOISE_NOTE, OUT_DIR, machine, percentiles, progress, write_result  # noqa: E402,I001
+from bench._common import (  # noqa: E402,I001
+    NOISE_NOTE,
+    OUT_DIR,
+    code_version,
+    fmt,
+    fmt_ratio,
+    leftover_children,
+    machine,
+    percentiles,
+    progress,
+    wait_for_quiet,
+    write_result,
+)
 from bench.hop import CpuSampler, cpu_seconds, machine_busy_seconds  # noqa: E402
 from replay.generator import TrafficGenerator  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
-from streams.embedded import free_port  # noqa: E402
+from streams.embedded import die_with_parent, free_port  # noqa: E402
 from streams.publisher import Codecs  # noqa: E402
 from streams.registry import LocalSchemaSource  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -86,11 +99,6 @@ CORES_NOTE = (f"This machine has {CORES} cores, shared by the producer, the brok
 METRICS = ("techshop_batch_size_events_sum", "techshop_batch_size_events_count",
            "techshop_dead_letters_total", "techshop_fraud_fallback_total",
            "techshop_fraud_late_events_total", "techshop_fraud_repeats_total")
-
-
-def _die_with_parent() -> None:  # in a child, between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 # -- workers -------------------------------------------------------------------------
@@ -122,7 +130,7 @@ class Worker:
             log.flush()
             self.proc = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=die_with_parent)
 
     def _get(self, path: str, timeout: float) -> tuple[int, str]:
         try:
@@ -349,20 +357,6 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float
     return shares
 
 
-def wait_for_quiet(stack: EmbeddedStack, workers: list[Worker], most_s: float,
-                   threshold: float = 0.3) -> float:
-    """Wait (at most ``most_s``) until processes outside the benchmark use less than
-    ``threshold`` of a core over one second; the share seen last."""
-    deadline = time.monotonic() + most_s
-    while True:
-        before = cpu_now(stack, workers)["others"]
-        time.sleep(1.0)
-        share = cpu_now(stack, workers)["others"] - before
-        if share < threshold or time.monotonic() >= deadline:
-            return share
-        progress(f"other processes use {share:.0%} of a core: waiting for a quieter moment")
-
-
 def bottleneck(cpu: dict[str, float]) -> str:
     """Which CPU resource was saturated, judged from the shares of one core."""
     workers = {k: v for k, v in cpu.items() if k.startswith("worker")}
@@ -386,7 +380,7 @@ def start_profile(py_spy: str, pid: int, seconds: float, out: Path, rate: int,
          "--nonblocking", "--threads", "--format", "raw", "-o", str(out),
          *(["--idle"] if idle else [])],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        preexec_fn=_die_with_parent)
+        preexec_fn=die_with_parent)
 
 
 def _frame(frame: str) -> tuple[str, str]:
@@ -476,7 +470,8 @@ def run_phase(ph: Phase, args: argparse.Namespace, pool: list[dict[str, Any]],
         still_ready = [w.ready() for w in ph.workers]
         progress(f"{ph.label}: ready after {ready_s:.1f} s; warm-up {n_warm - warm_missing}/"
                  f"{n_warm} back; ready now: {still_ready}")
-        others_before = wait_for_quiet(stack, ph.workers, args.quiet_wait_s) \
+        others_before = wait_for_quiet(
+            lambda: cpu_now(stack, ph.workers)["others"], args.quiet_wait_s) \
             if args.quiet_wait_s > 0 else None
         counters0 = ph.counters()
         cpu0 = cpu_now(stack, ph.workers)
@@ -533,8 +528,8 @@ def run_phase(ph: Phase, args: argparse.Namespace, pool: list[dict[str, Any]],
     lat = result["latency_ms"]
     progress(f"{ph.label}: {result['decided']}/{result['sent']} decided, "
              f"{result['throughput_per_s'] or 0:.0f}/s overall, "
-             f"{result['rate_in_window_per_s'] or 0:.0f}/s in window, p50 {_f(lat['p50'])} ms, "
-             f"p99 {_f(lat['p99'])} ms, sustained {result['sustained']} "
+             f"{result['rate_in_window_per_s'] or 0:.0f}/s in window, p50 {fmt(lat['p50'])} ms, "
+             f"p99 {fmt(lat['p99'])} ms, sustained {result['sustained']} "
              f"({result['why']}); cpu " + _cpu(result["cpu_offered_window"]))
     return result
 
@@ -621,24 +616,6 @@ def _phase_result(sent: dict[str, float], received: dict[str, float], offer_star
 
 # -- the run -------------------------------------------------------------------------
 
-def code_version() -> dict[str, Any]:
-    """Which code was measured: the commit and whether the measured parts differ from it."""
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    files = ("streams/app.py", "streams/publisher.py", "agents/fraud/agent.py",
-             "agents/fraud/decide.py", "agents/fraud/features.py", "bench/hop_worker.py")
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "dirty": git("status", "--porcelain", "streams", "agents", "scorers", "models",
-                         "bench/hop_worker.py"),
-            "sha256": {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest()[:16]
-                       for f in files if (ROOT / f).exists()}}
-
-
 def prepare_models(args: argparse.Namespace, tmp: Path) -> tuple[Path, float | None]:
     """A registry with the fraud champion; (its dir, seconds spent training or None)."""
     from agents.fraud.models import CHAMPION
@@ -664,17 +641,6 @@ def make_pool(n: int) -> list[dict[str, Any]]:
     gen = TrafficGenerator(seed=5, start_ts_ms=int(time.time() * 1000) - 600_000,
                            rates={"transactions": 200.0}, n_cards=cards, n_users=users)
     return [e.value for e in gen.take(n, {"transactions"})]
-
-
-def leftover_children() -> list[str]:
-    """Processes still parented by this one (should be none at the end)."""
-    me, out = os.getpid(), []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            text = stat.read_text()
-            if int(text.rsplit(")", 1)[1].split()[1]) == me:
-                out.append(f"{stat.parent.name} {text.split('(', 1)[1].split(')', 1)[0]}")
-    return out
 
 
 def main() -> int:
@@ -726,7 +692,8 @@ def main() -> int:
 
     started = time.monotonic()
     result: dict[str, Any] = {"benchmark": "fraud", "machine": machine(), "params": vars(args),
-                              "code": code_version(), "phases": {}, "note": NOISE_NOTE,
+                              "code": code_version(MEASURED_FILES, MEASURED_DIRS), "phases": {},
+                              "note": NOISE_NOTE,
                               "cores_note": CORES_NOTE}
     for old in OUT_DIR.glob("fraud_*_w*.log"):
         old.unlink()
@@ -866,14 +833,6 @@ def ratios(phases: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
 # -- the printout ------------------------------------------------------------------
 
-def _f(x: float | None, spec: str = ".0f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def _x(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}x"
-
-
 def _cpu(cpu: dict[str, float]) -> str:
     workers = "+".join(f"{v:.0%}" for k, v in cpu.items() if k.startswith("worker"))
     return (f"workers {workers}, broker {cpu.get('broker', 0):.0%}, bench "
@@ -906,11 +865,11 @@ def report(result: dict[str, Any]) -> str:
         workers = "+".join(f"{v:.0%}" for k, v in cpu.items() if k.startswith("worker"))
         within = r["decided_within_window_plus_2s"] / r["sent"] if r["sent"] else 0
         out.append(
-            f"{r['kind']:<6}{r['workers']:>4}{r['offered_rate']:>9.0f}{_f(r['sent_per_s']):>8}"
-            f"{_f(r['throughput_per_s']):>8}{_f(r['rate_in_window_per_s']):>9}"
-            f"{r['decided']:>8}/{r['sent']:<6}{within:>5.0%}{_f(lat['p50']):>8}"
-            f"{_f(lat['p95']):>8}{_f(lat['p99']):>8}{_f(lat['max']):>8}"
-            f"{_f(r['worker_counters']['mean_batch'], '.1f'):>7}  "
+            f"{r['kind']:<6}{r['workers']:>4}{r['offered_rate']:>9.0f}{fmt(r['sent_per_s']):>8}"
+            f"{fmt(r['throughput_per_s']):>8}{fmt(r['rate_in_window_per_s']):>9}"
+            f"{r['decided']:>8}/{r['sent']:<6}{within:>5.0%}{fmt(lat['p50']):>8}"
+            f"{fmt(lat['p95']):>8}{fmt(lat['p99']):>8}{fmt(lat['max']):>8}"
+            f"{fmt(r['worker_counters']['mean_batch'], '.1f'):>7}  "
             f"{'yes' if r['sustained'] else 'NO':<4}{workers} / {cpu.get('broker', 0):.0%} / "
             f"{cpu.get('bench', 0):.0%} / {cpu.get('others', 0):.0%}"
             + ("" if label == f"{r['kind']}-w{r['workers']}-r{r['offered_rate']:g}"
@@ -929,9 +888,9 @@ def report(result: dict[str, Any]) -> str:
         out.append("fraud / bare, measured in this run (throughput < 1: fraud slower; "
                    "latency > 1: fraud slower):")
         for key, e in result["ratios"].items():
-            out.append(f"  {key:<10} throughput {_x(e['throughput_per_s'])}, in-window "
-                       f"{_x(e['rate_in_window_per_s'])}, p50 {_x(e['p50'])}, "
-                       f"p99 {_x(e['p99'])}")
+            out.append(f"  {key:<10} throughput {fmt_ratio(e['throughput_per_s'])}, in-window "
+                       f"{fmt_ratio(e['rate_in_window_per_s'])}, p50 {fmt_ratio(e['p50'])}, "
+                       f"p99 {fmt_ratio(e['p99'])}")
     configs = result.get("configs", {})
     if configs:
         out.append("")
@@ -940,12 +899,12 @@ def report(result: dict[str, Any]) -> str:
         for key, c in configs.items():
             checks = "; ".join(f"check at {x['rate']:.0f}/s: "
                                f"{'sustained' if x['sustained'] else 'not sustained'} (p50 "
-                               f"{_f(x['p50'])} ms, p99 {_f(x['p99'])} ms)"
+                               f"{fmt(x['p50'])} ms, p99 {fmt(x['p99'])} ms)"
                                for x in c["checks"])
             cap = (f"kept up {c['capacity_per_s']:.0f}/s while offered {c['capacity_from']:.0f}/s"
                    if c["capacity_per_s"] else "never overloaded: at least the highest rate")
             not_ok = c["lowest_not_sustained"]
-            out.append(f"  {key:<9} max sustained {_f(c['max_sustained_offered'])}/s"
+            out.append(f"  {key:<9} max sustained {fmt(c['max_sustained_offered'])}/s"
                        + (f" (not sustained at {not_ok:.0f}/s)" if not_ok else "") + f"; {cap}"
                        + (f"; {checks}" if checks else ""))
     out.append("")

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import hashlib
 import json
 import os
 import re
@@ -49,10 +47,19 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
-from bench._common import NOISE_NOTE, OUT_DIR, machine, percentiles, progress, write_result  # noqa: E402,I001
+from bench._common import (  # noqa: E402,I001
+    NOISE_NOTE,
+    OUT_DIR,
+    code_version,
+    machine,
+    percentiles,
+    progress,
+    wait_for_quiet,
+    write_result,
+)
 from replay.generator import TrafficGenerator  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
-from streams.embedded import free_port  # noqa: E402
+from streams.embedded import die_with_parent, free_port  # noqa: E402
 from streams.publisher import Codecs  # noqa: E402
 from streams.registry import LocalSchemaSource  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -62,11 +69,6 @@ from streams.topics import TopicCatalog  # noqa: E402
 #: MEASURED.md, "Latency of one hop" (Faust agent, fetch wait 10 ms, producers linger 5 ms).
 MEASURED = {500: (17, 27), 2000: (24, 75)}
 KINDS = ("plain", "faust")
-
-
-def _die_with_parent() -> None:  # in the worker, between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -97,20 +99,6 @@ def cpu_now(stack: EmbeddedStack, side: Side) -> dict[str, float]:
            "redis": cpu_seconds(stack.redis.pid if stack.redis else None)}
     now["others"] = machine_busy_seconds() - sum(now.values())
     return now
-
-
-def wait_for_quiet(stack: EmbeddedStack, side: Side, most_s: float,
-                   threshold: float = 0.3) -> float:
-    """Wait (at most ``most_s``) until processes outside the benchmark use less than
-    ``threshold`` of a core over one second; the share seen last."""
-    deadline = time.monotonic() + most_s
-    while True:
-        before = cpu_now(stack, side)["others"]
-        time.sleep(1.0)
-        share = cpu_now(stack, side)["others"] - before
-        if share < threshold or time.monotonic() >= deadline:
-            return share
-        progress(f"other processes use {share:.0%} of a core: waiting for a quieter moment")
 
 
 class CpuSampler:
@@ -251,7 +239,7 @@ class Side:
         start = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=self.tmp, env=env, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
         log.close()
         deadline = start + self.args.ready_timeout
         while time.monotonic() < deadline:
@@ -415,7 +403,7 @@ def _run_phases(side: Side, args: argparse.Namespace, pool: list[dict[str, Any]]
     for rate in rates:
         phase = f"r{rate:g}"
         if args.quiet_wait_s > 0:
-            wait_for_quiet(stack, side, args.quiet_wait_s)
+            wait_for_quiet(lambda: cpu_now(stack, side)["others"], args.quiet_wait_s)
         stats0, t0 = side.stats(), time.monotonic()
         cpu0 = cpu_now(stack, side)
         progress(f"{side.spec}: offering {rate:.0f}/s for {args.seconds:.0f} s")
@@ -459,21 +447,6 @@ def _run_phases(side: Side, args: argparse.Namespace, pool: list[dict[str, Any]]
             "phases": phases, "log": str(side.log_path)}
 
 
-def code_version() -> dict[str, Any]:
-    """Which adapter was measured: the commit, and whether streams/ differs from it."""
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    app = (ROOT / "streams" / "app.py").read_bytes()
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "streams_dirty": git("status", "--porcelain", "streams"),
-            "streams_app_sha256": hashlib.sha256(app).hexdigest()[:16]}
-
-
 def report(result: dict[str, Any]) -> str:
     out = []
     p = result["params"]
@@ -485,9 +458,9 @@ def report(result: dict[str, Any]) -> str:
     out.append(NOISE_NOTE)
     code = result["code"]
     out.append(f"Code: commit {code['commit']}, streams/app.py sha256 "
-               f"{code['streams_app_sha256']}"
-               + (f", uncommitted changes in streams/: {code['streams_dirty']!r}"
-                  if code["streams_dirty"] else ", streams/ clean"))
+               f"{code['sha256'].get('streams/app.py', '?')}"
+               + (f", uncommitted changes in streams/: {code['dirty']!r}"
+                  if code["dirty"] else ", streams/ clean"))
     out.append(f"Settings: consumer fetch.wait.max.ms {p['fetch_wait_ms']} (worker input and "
                f"end consumer, every side), producers linger {p['linger_ms']} ms (bench and "
                f"workers), {p['partitions']} partitions, max batch {p['max_batch']}, faust "
@@ -607,7 +580,9 @@ def main() -> int:
     args = parser.parse_args()
 
     result: dict[str, Any] = {"benchmark": "hop", "machine": machine(), "params": vars(args),
-                              "code": code_version(), "sides": {}, "note": NOISE_NOTE}
+                              "code": code_version(("streams/app.py", "streams/publisher.py"),
+                                                   ("streams",)),
+                              "sides": {}, "note": NOISE_NOTE}
     pool = [e.value for e in TrafficGenerator(seed=1, rates={"transactions": 100.0})
             .take(5000, {"transactions"})]
     for old in OUT_DIR.glob(f"{args.name}_*.log"):

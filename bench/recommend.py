@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import http.client
 import os
 import random
@@ -86,28 +85,41 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+MEASURED_FILES = ("agents/recommend/agent.py", "agents/recommend/decide.py",
+                  "agents/recommend/candidates.py", "agents/recommend/state.py",
+                  "agents/recommend/serving.py", "streams/app.py", "streams/publisher.py")
+MEASURED_DIRS = ("streams", "agents", "scorers", "bench/recommend.py")
 sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 import redis  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
-from bench._common import NOISE_NOTE, OUT_DIR, machine, percentiles, progress, write_result  # noqa: E402,I001
+from bench._common import (  # noqa: E402,I001
+    NOISE_NOTE,
+    OUT_DIR,
+    code_version,
+    fmt,
+    fmt_ratio,
+    leftover_children,
+    machine,
+    percentiles,
+    progress,
+    wait_for_quiet,
+    write_result,
+)
 from bench.fraud import Worker as _ProcessWorker  # noqa: E402
 from bench.fraud import (  # noqa: E402
-    _die_with_parent,
     bottleneck,
     cpu_now,
     cpu_share,
-    leftover_children,
     start_profile,
     summarise_profile,
-    wait_for_quiet,
 )
 from bench.hop import CpuSampler  # noqa: E402
 from replay.generator import GeneratedEvent, TrafficGenerator  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
-from streams.embedded import free_port  # noqa: E402
+from streams.embedded import die_with_parent, free_port  # noqa: E402
 from streams.publisher import Codecs  # noqa: E402
 from streams.registry import LocalSchemaSource  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -146,7 +158,7 @@ class RecWorker(_ProcessWorker):
             log.flush()
             self.proc = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=die_with_parent)
 
     def scrape(self) -> list[tuple[str, dict[str, str], float]] | None:
         """Every ``techshop_*`` series of ``/metrics`` (None if it did not answer)."""
@@ -616,7 +628,7 @@ def run_reads(ph: Phase, args: argparse.Namespace, stack: EmbeddedStack, when: s
         for target in READ_TARGETS:
             getters[target](users[0])  # connect outside the measurement
             if args.quiet_wait_s > 0:
-                wait_for_quiet(stack, ph.workers, args.quiet_wait_s)
+                wait_for_quiet(lambda: cpu_now(stack, ph.workers)["others"], args.quiet_wait_s)
             metrics0 = ph.worker.scrape()
             cpu0 = cpu_now(stack, ph.workers)
             progress(f"{ph.label}: reads {when} the clicks, '{target}' at "
@@ -669,7 +681,8 @@ def run_phase(ph: Phase, args: argparse.Namespace, stack: EmbeddedStack,
         if reads in ("before", "both"):
             result["reads"] = {"before": run_reads(ph, args, stack, "before")}
             result["reads"]["before"]["worker_state"] = result["before_window"]
-        result["others_cpu_before"] = (wait_for_quiet(stack, ph.workers, args.quiet_wait_s)
+        result["others_cpu_before"] = (wait_for_quiet(
+            lambda: cpu_now(stack, ph.workers)["others"], args.quiet_wait_s)
                                        if args.quiet_wait_s > 0 else None)
         metrics0 = ph.worker.scrape()
         cpu0 = cpu_now(stack, ph.workers)
@@ -722,9 +735,9 @@ def run_phase(ph: Phase, args: argparse.Namespace, stack: EmbeddedStack,
         result["bottleneck"] = bottleneck(result["cpu_offered_window"])
         lat = result["latency_ms"]
         progress(f"{ph.label}: {result['actions_published']}/{result['actions_sent']} actions "
-                 f"published; published p50 {_f(lat['published']['p50'])} ms, p99 "
-                 f"{_f(lat['published']['p99'])} ms; in Redis p99 "
-                 f"{_f(lat['in_redis']['p99'])} ms; cpu " + _cpu(result["cpu_offered_window"]))
+                 f"published; published p50 {fmt(lat['published']['p50'])} ms, p99 "
+                 f"{fmt(lat['published']['p99'])} ms; in Redis p99 "
+                 f"{fmt(lat['in_redis']['p99'])} ms; cpu " + _cpu(result["cpu_offered_window"]))
         if reads in ("after", "both"):
             state = settle(ph, stack, args.read_drain_s, "run", "the reads")
             result.setdefault("reads", {})["after"] = run_reads(ph, args, stack, "after")
@@ -790,25 +803,6 @@ def slo(result: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the run -----------------------------------------------------------------------------
-
-def code_version() -> dict[str, Any]:
-    """Which code was measured: the commit and whether the measured parts differ from it."""
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    files = ("agents/recommend/agent.py", "agents/recommend/decide.py",
-             "agents/recommend/candidates.py", "agents/recommend/state.py",
-             "agents/recommend/serving.py", "streams/app.py", "streams/publisher.py")
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "dirty": git("status", "--porcelain", "streams", "agents", "scorers",
-                         "bench/recommend.py"),
-            "sha256": {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest()[:16]
-                       for f in files if (ROOT / f).exists()}}
-
 
 def make_events(args: argparse.Namespace) -> tuple[list[GeneratedEvent], list[dict[str, Any]]]:
     """(the catalog and a history of the last five minutes, the pool of live clicks)."""
@@ -892,7 +886,9 @@ def main() -> int:
 
     started = time.monotonic()
     result: dict[str, Any] = {"benchmark": "recommend", "machine": machine(),
-                              "params": vars(args), "code": code_version(), "phases": {},
+                              "params": vars(args),
+                              "code": code_version(MEASURED_FILES, MEASURED_DIRS),
+                              "phases": {},
                               "note": NOISE_NOTE, "cores_note": CORES_NOTE,
                               "service_levels": {"click_to_topk_p99_ms": CLICK_SLO_MS,
                                                  "read_p99_ms": READ_SLO_MS,
@@ -966,14 +962,6 @@ def main() -> int:
 
 # -- the printout ------------------------------------------------------------------------
 
-def _f(x: float | None, spec: str = ".0f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def _x(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}x"
-
-
 def _cpu(cpu: dict[str, float]) -> str:
     return (f"worker {cpu.get('worker0', 0):.0%}, broker {cpu.get('broker', 0):.0%}, redis "
             f"{cpu.get('redis', 0):.0%}, bench {cpu.get('bench', 0):.0%}, others "
@@ -1018,15 +1006,16 @@ def report(result: dict[str, Any]) -> str:
         met = result["slo"]["clicks"].get(label, {}).get("met")
         within = r["published_within_window_plus_2s"]
         out.append(
-            f"{r['offered_rate']:>6.0f}{_f(r['sent_per_s']):>8}{_f(r['rate_in_window_per_s']):>9}"
+            f"{r['offered_rate']:>6.0f}{fmt(r['sent_per_s']):>8}{fmt(r['rate_in_window_per_s']):>9}"
             f"{r['actions_published']:>8}/{r['actions_sent']:<7}"
-            f"{_f(within and 100 * within):>5}%"
+            f"{fmt(within and 100 * within):>5}%"
             f"{r['views_published']:>5}/{r['views_sent']:<5}  "
-            f"{_f(pub['p50']):>6}/{_f(pub['p95']):>5}/{_f(pub['p99']):>6}/{_f(pub['max']):>6}  "
-            f"{_f(red['p50']):>6}/{_f(red['p99']):>6} ({red['n']:>5}/{red.get('not_seen', 0):<5})  "
-            f"{_f(con['p50']):>7}/{_f(con['p99']):>7}"
-            f"{_f(wm['latency_within_100ms'] and 100 * wm['latency_within_100ms']):>8}%"
-            f"{_f(wm['mean_click_batch'], '.1f'):>7}  {'yes' if met else 'NO':<5}"
+            f"{fmt(pub['p50']):>6}/{fmt(pub['p95']):>5}/{fmt(pub['p99']):>6}/{fmt(pub['max']):>6}  "
+            f"{fmt(red['p50']):>6}/{fmt(red['p99']):>6} "
+            f"({red['n']:>5}/{red.get('not_seen', 0):<5})  "
+            f"{fmt(con['p50']):>7}/{fmt(con['p99']):>7}"
+            f"{fmt(wm['latency_within_100ms'] and 100 * wm['latency_within_100ms']):>8}%"
+            f"{fmt(wm['mean_click_batch'], '.1f'):>7}  {'yes' if met else 'NO':<5}"
             f"{cpu.get('worker0', 0):.0%}/{cpu.get('broker', 0):.0%}/{cpu.get('redis', 0):.0%}/"
             f"{cpu.get('bench', 0):.0%}/{cpu.get('others', 0):.0%}")
     out.append(f"Columns: sent/s = achieved offered rate; in-win/s = actions whose top-K "
@@ -1056,8 +1045,8 @@ def report(result: dict[str, Any]) -> str:
                        f"recommend-signals and "
                        f"{(wm['events_in'].get('training-examples') or 0) / n_in:.2f} "
                        f"training-examples read back; mean batch: clicks "
-                       f"{_f(wm['mean_click_batch'], '.1f')}, signals "
-                       f"{_f(wm['mean_signal_batch'], '.1f')}")
+                       f"{fmt(wm['mean_click_batch'], '.1f')}, signals "
+                       f"{fmt(wm['mean_signal_batch'], '.1f')}")
         if r.get("log_warnings"):
             out.append(f"  {label} worker log: " + "; ".join(f"{n} x {msg}"
                                                               for msg, n in r["log_warnings"]))
@@ -1070,11 +1059,11 @@ def report(result: dict[str, Any]) -> str:
     out.append("")
     verdicts = []
     for label, s in result["slo"]["clicks"].items():
-        verdicts.append(f"click->top-K {label}: p99 {_f(s['p99_ms'])} ms, "
+        verdicts.append(f"click->top-K {label}: p99 {fmt(s['p99_ms'])} ms, "
                         f"{s['published_share']:.1%} published: "
                         + ("met" if s["met"] else "MISSED"))
     for key, s in result["slo"]["reads"].items():
-        verdicts.append(f"read {key}: p99 {_f(s['p99_ms'], '.2f')} ms: "
+        verdicts.append(f"read {key}: p99 {fmt(s['p99_ms'], '.2f')} ms: "
                         + ("met" if s["met"] else "MISSED"))
     out.append(f"Service levels (top-K within {CLICK_SLO_MS:.0f} ms of a click, reads < "
                f"{READ_SLO_MS:.0f} ms, at p99): " + "; ".join(verdicts))
@@ -1122,7 +1111,7 @@ def _read_table(result: dict[str, Any], label: str, when: str, rd: dict[str, Any
     idle = st.get("worker_cpu") is not None and st["worker_cpu"] < 0.2
     out.append(f"Reads {when} {label}'s click window ({rd['rate']:.0f}/s per target for "
                f"{rd['seconds']:.0f} s each, one client thread, open loop, random of "
-               f"{rd['users']} users with a top-K; values {_f(vb['p50'])} bytes p50; the "
+               f"{rd['users']} users with a top-K; values {fmt(vb['p50'])} bytes p50; the "
                f"worker {'idle' if idle else 'STILL BUSY'} before them: "
                f"{st.get('actions_back')}/{st.get('actions_sent')} actions had their top-K, "
                f"worker at {_pct(st.get('worker_cpu'))} of a core); latency in ms of each "
@@ -1139,19 +1128,19 @@ def _read_table(result: dict[str, Any], label: str, when: str, rd: dict[str, Any
         cpu = t["cpu"]
         out.append(
             f"{target:<10}{t['requests']:>9}{t['failures']:>7}"
-            f"{_f(t['achieved_per_s']):>11}{_f(lat['p50'], '.3f'):>8}"
-            f"{_f(lat['p95'], '.3f'):>8}{_f(lat['p99'], '.3f'):>8}{_f(lat['max'], '.1f'):>8}"
-            f"{_x(ratio.get('p50')) if target != 'baseline' else '1':>11}"
-            f"{_x(ratio.get('p99')) if target != 'baseline' else '1':>11}"
-            f"{_f(t['schedule_lag_ms']['p99'], '.2f'):>8}  "
+            f"{fmt(t['achieved_per_s']):>11}{fmt(lat['p50'], '.3f'):>8}"
+            f"{fmt(lat['p95'], '.3f'):>8}{fmt(lat['p99'], '.3f'):>8}{fmt(lat['max'], '.1f'):>8}"
+            f"{fmt_ratio(ratio.get('p50')) if target != 'baseline' else '1':>11}"
+            f"{fmt_ratio(ratio.get('p99')) if target != 'baseline' else '1':>11}"
+            f"{fmt(t['schedule_lag_ms']['p99'], '.2f'):>8}  "
             f"{'-' if target == 'baseline' else ('yes' if met else 'NO'):<5}"
             f"{cpu.get('worker0', 0):.0%}/{cpu.get('redis', 0):.0%}/"
             f"{cpu.get('bench', 0):.0%}/{cpu.get('others', 0):.0%}")
     web = rd["targets"].get("web", {}).get("worker")
     if web:
         out.append(f"  web: the worker's own techshop_recommend_read_seconds (its Redis GET "
-                   f"only) mean {_f(web['read_server_mean_ms'], '.3f')} ms over "
-                   f"{_f(web['reads'])} reads; {_f(rd['targets']['web'].get('reconnects'))} "
+                   f"only) mean {fmt(web['read_server_mean_ms'], '.3f')} ms over "
+                   f"{fmt(web['reads'])} reads; {fmt(rd['targets']['web'].get('reconnects'))} "
                    "reconnects.")
     out.append("  baseline = redis-py GET of a 16-byte key; redis = GET <prefix>recs:<user>; "
                "web = GET /recommendations/<user>/ (keep-alive http.client); x base = ratio "

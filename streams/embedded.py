@@ -26,7 +26,8 @@ from typing import IO, Self
 
 from streams.errors import BinaryMissingError, PortInUseError, StackError
 
-__all__ = ["ChildProcess", "EmbeddedBroker", "EmbeddedRedis", "port_is_free", "free_port"]
+__all__ = ["ChildProcess", "EmbeddedBroker", "EmbeddedRedis", "die_with_parent",
+           "port_is_free", "free_port"]
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -49,7 +50,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """``preexec_fn`` for children: SIGTERM them when their parent dies (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -83,7 +85,7 @@ class ChildProcess:
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
             start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
         )
         self._wait_ready(timeout)
