@@ -16,8 +16,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from agents.fraud.decide import FraudModels, FraudState, decide
 from agents.fraud.features import CardState, EntityWindow
 from agents.fraud.metrics import FraudMetrics
@@ -26,6 +24,7 @@ from models.registry import ModelRegistry
 from models.registry import open_registry as registry_at
 from streams.errors import ProcessingError
 from streams.intake import Admitted
+from streams.snapshots import RedisSnapshots
 
 if TYPE_CHECKING:
     from streams.app import TechShopApp
@@ -47,28 +46,20 @@ class EntityCache:
     """Merchant and device velocity windows, materialised in Redis for every worker."""
 
     def __init__(self, redis_url: str, prefix: str) -> None:
-        import redis
-
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=2)
-        self.prefix = f"{prefix}fraud:entity:"
+        self.snapshots = RedisSnapshots(redis_url, f"{prefix}fraud:entity:", ENTITY_TTL_S)
 
     def fetch(self, txns: list[dict[str, Any]]
               ) -> tuple[dict[str, EntityWindow], dict[str, EntityWindow]]:
-        merchants = sorted({t["merchant_id"] for t in txns})
-        devices = sorted({t["device_id"] for t in txns})
-        keys = [f"{self.prefix}m:{m}" for m in merchants] + \
-               [f"{self.prefix}d:{d}" for d in devices]
-        values = self.redis.mget(keys) if keys else []
-        found = [None if v is None else _entity_window(orjson.loads(v)) for v in values]
-        m = {k: w for k, w in zip(merchants, found[:len(merchants)], strict=True) if w}
-        d = {k: w for k, w in zip(devices, found[len(merchants):], strict=True) if w}
-        return m, d
+        """The windows of the batch's merchants and devices (absent ones left out)."""
+        merchants = {t["merchant_id"] for t in txns}
+        devices = {t["device_id"] for t in txns}
+        found = self.snapshots.fetch([f"m:{m}" for m in merchants] + [f"d:{d}" for d in devices])
+        windows = {key: _entity_window(value) for key, value in found.items()}
+        return ({k[2:]: w for k, w in windows.items() if k.startswith("m:")},
+                {k[2:]: w for k, w in windows.items() if k.startswith("d:")})
 
     def store(self, windows: dict[str, EntityWindow]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for entity, window in windows.items():
-            pipe.set(f"{self.prefix}{entity}", orjson.dumps(window.to_dict()), ex=ENTITY_TTL_S)
-        pipe.execute()
+        self.snapshots.store({entity: w.to_dict() for entity, w in windows.items()})
 
 
 def _entity_window(stored: dict[str, Any] | None) -> EntityWindow:

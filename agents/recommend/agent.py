@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -36,6 +35,7 @@ from agents.recommend.state import (
 )
 from streams.errors import ValidationError
 from streams.intake import Admitted
+from streams.snapshots import RedisSnapshots
 from streams.validation import validate
 
 if TYPE_CHECKING:
@@ -46,28 +46,6 @@ __all__ = ["register", "RANKER"]
 log = logging.getLogger(__name__)
 RANKER = "recommend_ranker"
 STATE_TTL_S = 24 * 3600
-
-
-class SignalCache:
-    """Item neighbours and category trends, materialised in Redis for every worker."""
-
-    def __init__(self, redis_url: str, prefix: str) -> None:
-        import redis
-
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=2)
-        self.prefix = f"{prefix}recs:state:"
-
-    def fetch(self, keys: list[str]) -> dict[str, Any]:
-        if not keys:
-            return {}
-        values = self.redis.mget([self.prefix + k for k in keys])
-        return {k: orjson.loads(v) for k, v in zip(keys, values, strict=True) if v}
-
-    def store(self, states: Mapping[str, dict[str, Any]]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for key, state in states.items():
-            pipe.set(self.prefix + key, orjson.dumps(state), ex=STATE_TTL_S)
-        pipe.execute()
 
 
 class RankerHolder:
@@ -132,7 +110,7 @@ def register(app: TechShopApp) -> None:
     app.on_model_update(holder.on_update)
     store = RecommendationStore(s.serving_redis_url, s.topic_prefix)
     install_read_endpoint(app, store, metrics.read_seconds)
-    signals = SignalCache(s.serving_redis_url, s.topic_prefix)
+    signals = RedisSnapshots(s.serving_redis_url, f"{s.topic_prefix}recs:state:", STATE_TTL_S)
     catalog = CatalogIndex()
     users = app.faust.Table("recommend-users", default=None, key_type=str,
                             partitions=s.partitions)
