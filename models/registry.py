@@ -3,7 +3,14 @@
 Layout::
 
     root/<name>/<version>/artifact.bin     the scorer's bytes (ONNX, River pickle, rules JSON)
-    root/<name>/<version>/manifest.json    what the artefact is, signed
+    root/<name>/<version>/thresholds.json  decision thresholds (may be {})
+    root/<name>/<version>/features.json    the feature schema: names, in column order
+    root/<name>/<version>/metrics.json     training / prequential metrics
+    root/<name>/<version>/lineage.json     parent version, data range, what trained it
+    root/<name>/<version>/<extra>          any further file (e.g. reference.json, the
+                                           training reference histograms for drift)
+    root/<name>/<version>/manifest.json    what the version is, signed
+    root/_routing/<family>.json            champion / challenger aliases (models.routing)
 
 Versions are increasing integers ("1", "2", ...), never reused or rewritten. A
 version is written in a temporary directory beside it and renamed into place, so a
@@ -12,11 +19,14 @@ two different versions (the loser of a rename race retries with the next number)
 A publisher that dies mid-way leaves only a ``.publish-*`` directory, which readers
 ignore (safe to delete when no publish is running).
 
-The manifest records ``sha256`` (of the artefact) and ``signature``, an HMAC-SHA256 with
-the registry's signing key over the canonical JSON of every other manifest field.
-:meth:`ModelRegistry.load` checks both, and that the manifest names the directory it
-lies in, before it returns a byte; anything else is a
-:class:`~scorers.errors.ModelIntegrityError`. River artefacts are pickles, and
+The manifest records ``sha256`` (of the artefact), ``files`` (the sha256 of every other
+file of the version) and ``signature``, an HMAC-SHA256 with the registry's signing key
+over the canonical JSON of every other manifest field. :meth:`ModelRegistry.load`
+checks all of them, and that the manifest names the directory it lies in, before it
+returns a byte; anything else is a :class:`~scorers.errors.ModelIntegrityError`, and
+the registry's ``on_refused`` hook is called (workers count it in
+``techshop_model_refused_total``). Versions written before ``files`` existed (no such
+field) still load. River artefacts are pickles, and
 :meth:`ModelRegistry.load_scorer` unpickles only after those checks passed.
 
 >>> import tempfile
@@ -74,6 +84,9 @@ ARTIFACT = "artifact.bin"
 MANIFEST = "manifest.json"
 KEY_BYTES = 32
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: Hook called with (name, version, reason) when a version is refused.
+RefusedHook = Callable[[str, str, str], None]
 
 #: kind -> ``from_bytes(data, *, name, version, feature_names)`` of its scorer class.
 LOADERS: dict[str, Callable[..., Scorer]] = {
@@ -97,6 +110,10 @@ class Manifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     parent_version: str | None = None
+    #: file name -> sha256 of every file of the version but the artefact and manifest.
+    files: dict[str, str] = field(default_factory=dict)
+    #: parent version, data range (event-time ms), trainer: where the version came from.
+    lineage: dict[str, Any] = field(default_factory=dict)
     signature: str = ""
 
     @property
@@ -123,6 +140,8 @@ class Manifest:
             metrics=dict(data["metrics"]),
             params=dict(data["params"]),
             parent_version=None if data["parent_version"] is None else str(data["parent_version"]),
+            files={str(k): str(v) for k, v in dict(data.get("files") or {}).items()},
+            lineage=dict(data.get("lineage") or {}),
             signature=str(data.get("signature", "")),
         )
 
@@ -187,11 +206,14 @@ def _read_key(path: Path) -> bytes:
 class ModelRegistry:
     """Versioned, signed model artefacts under ``root`` (see the module docstring)."""
 
-    def __init__(self, root: Path, signing_key: bytes) -> None:
+    def __init__(self, root: Path, signing_key: bytes, *,
+                 on_refused: RefusedHook | None = None) -> None:
         if len(signing_key) < 16:
             raise ScorerError("the model signing key must be at least 16 bytes")
         self.root = Path(root)
         self._key = bytes(signing_key)
+        #: Called with (name, version, reason) for every refused version.
+        self.on_refused = on_refused
 
     # -- reading ---------------------------------------------------------------------
 
@@ -228,11 +250,42 @@ class ModelRegistry:
 
     def load(self, name: str, version: str = "latest") -> tuple[Manifest, bytes]:
         """The manifest and artefact bytes, after checking the manifest's signature,
-        that it names this very ``name``/``version``, and the artefact's sha256."""
+        that it names this very ``name``/``version``, and the sha256 of the artefact
+        and of every other file of the version. A refusal calls ``on_refused``."""
         if version == "latest":
             version = self.latest_version(name)
         if not version.isdigit():
             raise ModelNotFoundError(f"bad version {version!r} of {name!r}")
+        try:
+            return self._load(name, version)
+        except ModelIntegrityError as exc:
+            if self.on_refused is not None:
+                self.on_refused(name, version, _reason(str(exc)))
+            raise
+
+    def read_file(self, name: str, version: str, filename: str) -> bytes:
+        """One further file of a verified version (``thresholds.json``,
+        ``reference.json``, ...); :class:`ModelNotFoundError` if the version has none."""
+        manifest, _ = self.load(name, version)
+        if filename not in manifest.files:
+            raise ModelNotFoundError(f"{manifest.model_id} has no file {filename!r}")
+        return (self._folder(name) / manifest.version / filename).read_bytes()
+
+    def export(self, name: str, version: str, dest: Path) -> Path:
+        """Copy a verified version (every file and its signed manifest) to
+        ``dest/<name>-<version>/``; returns that folder. Its manifest still proves,
+        to anyone holding the key, what every file must hash to."""
+        manifest, _ = self.load(name, version)
+        target = Path(dest) / f"{manifest.name}-{manifest.version}"
+        if target.exists():
+            raise ScorerError(f"{target} exists already")
+        target.mkdir(parents=True)
+        source = self._folder(name) / manifest.version
+        for filename in (ARTIFACT, MANIFEST, *manifest.files):
+            shutil.copyfile(source / filename, target / filename)
+        return target
+
+    def _load(self, name: str, version: str) -> tuple[Manifest, bytes]:
         where = self._folder(name) / version
         if not where.is_dir():
             raise ModelNotFoundError(f"no version {version} of {name!r} in {self.root}")
@@ -255,6 +308,15 @@ class ModelRegistry:
             )
         if not hmac.compare_digest(hashlib.sha256(artifact).hexdigest(), manifest.sha256):
             raise ModelIntegrityError(f"{name}@{version}: artefact sha256 does not match")
+        for filename, digest in manifest.files.items():
+            if not _FILE.match(filename) or filename in (ARTIFACT, MANIFEST):
+                raise ModelIntegrityError(f"{name}@{version}: bad file name {filename!r}")
+            try:
+                data = (where / filename).read_bytes()
+            except OSError as exc:
+                raise ModelIntegrityError(f"{name}@{version}: unreadable file: {exc}") from exc
+            if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), digest):
+                raise ModelIntegrityError(f"{name}@{version}: {filename} sha256 does not match")
         return manifest, artifact
 
     def load_scorer(self, name: str, version: str = "latest", **options: Any) -> Scorer:
@@ -286,14 +348,24 @@ class ModelRegistry:
         metrics: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         parent_version: str | None = None,
+        files: Mapping[str, bytes] | None = None,
+        lineage: Mapping[str, Any] | None = None,
     ) -> Manifest:
         """Store ``artifact`` as the next version of ``name``; returns its manifest.
 
         ``parent_version`` is the version this one was derived from (an online model
         that went on learning), ``None`` for a fresh model. Non-finite metric values
-        are stored as ``null``."""
+        are stored as ``null``. Besides the artefact, a version holds
+        ``thresholds.json``, ``features.json``, ``metrics.json``, ``lineage.json``
+        (``lineage`` plus the parent version) and each of ``files`` (name -> bytes),
+        every one of them hashed in the signed manifest."""
         folder = self._folder(name)
+        extra = dict(files or {})
+        for filename in extra:
+            if not _FILE.match(filename) or filename in (ARTIFACT, MANIFEST):
+                raise ScorerError(f"bad file name {filename!r}")
         folder.mkdir(parents=True, exist_ok=True)
+        lineage_body = _finite({"parent_version": parent_version, **dict(lineage or {})})
         body: dict[str, Any] = {
             "name": name,
             "kind": kind,
@@ -306,10 +378,22 @@ class ModelRegistry:
             "metrics": _finite(dict(metrics or {})),
             "params": _finite(dict(params or {})),
             "parent_version": parent_version,
+            "lineage": lineage_body,
         }
+        extra = {
+            "thresholds.json": canonical_json(body["thresholds"]),
+            "features.json": canonical_json({"feature_names": body["feature_names"],
+                                             "dtype": "float32"}),
+            "metrics.json": canonical_json(body["metrics"]),
+            "lineage.json": canonical_json(lineage_body),
+            **extra,
+        }
+        body["files"] = {k: hashlib.sha256(v).hexdigest() for k, v in sorted(extra.items())}
         tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=folder))
         try:
             _write(tmp / ARTIFACT, artifact)
+            for filename, data in extra.items():
+                _write(tmp / filename, data)
             while True:
                 version = str(self._next_version(folder))
                 signed = {**body, "version": version}
@@ -335,6 +419,8 @@ class ModelRegistry:
         metrics: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         parent_version: str | None = None,
+        files: Mapping[str, bytes] | None = None,
+        lineage: Mapping[str, Any] | None = None,
     ) -> Manifest:
         """:meth:`publish` of ``scorer.to_bytes()`` with its kind and feature names.
         A rules scorer's configuration is recorded in ``params`` too, for readers."""
@@ -349,7 +435,20 @@ class ModelRegistry:
             metrics=metrics,
             params=params,
             parent_version=parent_version,
+            files=files,
+            lineage=lineage,
         )
+
+    # -- signing other registry records (routing aliases) ------------------------------
+
+    def sign(self, body: Mapping[str, Any]) -> str:
+        """HMAC-SHA256 of ``body`` without its ``signature`` key, with this key."""
+        return self._sign(body)
+
+    def verify(self, body: Mapping[str, Any]) -> bool:
+        """True when ``body["signature"]`` is this registry's signature of the rest."""
+        signature = body.get("signature")
+        return isinstance(signature, str) and hmac.compare_digest(signature, self._sign(body))
 
     # -- internals -------------------------------------------------------------------
 
@@ -368,6 +467,16 @@ class ModelRegistry:
         return max(taken, default=0) + 1
 
 
+def _reason(message: str) -> str:
+    """A short, stable label for a refusal (for a metric), from its message."""
+    for needle, reason in (("signature", "signature"), ("sha256", "digest"),
+                           ("moved or copied", "moved"), ("unreadable", "unreadable"),
+                           ("malformed", "malformed")):
+        if needle in message:
+            return reason
+    return "other"
+
+
 def _write(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
@@ -383,9 +492,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def open_registry(root: Path, env_key: str | None = None) -> ModelRegistry:
+def open_registry(root: Path, env_key: str | None = None, *,
+                  on_refused: RefusedHook | None = None) -> ModelRegistry:
     """The registry at ``root`` (created if missing), signed with ``env_key`` or with the
     key file ``root/signing.key`` (created on first use, mode 0600)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    return ModelRegistry(root, signing_key_from(root / "signing.key", env_key))
+    return ModelRegistry(root, signing_key_from(root / "signing.key", env_key),
+                         on_refused=on_refused)

@@ -101,6 +101,49 @@ class Settings(BaseSettings):
     trainer_every_examples: int = Field(500, ge=1)
     trainer_every_s: float = Field(60.0, gt=0)
 
+    # --- moderation (issue 6; docs/moderation.md) ------------------------------------
+    #: Micro-batches: at most this many uploads, gathered for at most this long.
+    moderation_max_batch: int = Field(16, ge=1, le=256)
+    moderation_batch_wait_ms: int = Field(250, ge=0, le=4_000)
+    #: Threads that read and decode images (and run the models) off the event loop.
+    moderation_threads: int = Field(2, ge=1, le=64)
+    #: Decompression-bomb cap (pixels, from the header) and accepted formats.
+    moderation_max_pixels: int = Field(50_000_000, ge=1)
+    moderation_formats: str = "JPEG,PNG,WEBP"
+    #: Text detector canvas side (px, multiple of 32); 0 turns the text stages off.
+    moderation_detector_side: int = Field(480, ge=0, le=2048)
+    #: Images (crops) per detector (OCR) inference; 0: the whole batch on a GPU, 1 on CPU.
+    moderation_inference_chunk: int = Field(0, ge=0, le=256)
+    #: Share of auto-approved uploads also sent to review (audit), by upload-id hash.
+    moderation_audit_rate: float = Field(0.02, ge=0, le=1)
+    #: Threshold recalibration: the review band may take this share of uploads,
+    #: REJECT must keep this precision on verdicts; recalibrate every N verdicts.
+    moderation_review_capacity: float = Field(0.1, gt=0, le=1)
+    moderation_min_precision: float = Field(0.95, gt=0, le=1)
+    moderation_recalibrate_every: int = Field(50, ge=1)
+    #: A verdict for an unknown upload_id waits this long (wall clock), then is
+    #: dead-lettered label.unmatched.
+    moderation_label_window_ms: int = Field(7 * 24 * 3_600_000, ge=0)
+    #: ONNX providers, comma-separated, in order; empty: CUDA/TensorRT when present, CPU.
+    moderation_providers: str = ""
+
+    # --- model lifecycle (issue 7: routing, drift, maturity, promotion policy) -----
+    #: Label maturity per label type (family), ms of event time: a "nothing happened"
+    #: label (0) is trained on only once its event is this old. JSON in the env.
+    label_maturity_ms: dict[str, int] = Field(default_factory=lambda: {
+        "fraud": 0, "recommend": 30 * 60_000, "moderation": 0})
+    #: Prequential window (examples) and the FPR at which fraud recall is measured.
+    prequential_window: int = Field(20_000, ge=100)
+    fraud_fpr_target: float = Field(0.01, gt=0, lt=1)
+    #: Promote the challenger automatically when the policy says so.
+    model_auto_promote: bool = False
+    promote_min_examples: int = Field(2_000, ge=1)
+    promote_min_positives: int = Field(20, ge=0)
+    promote_margin: float = Field(0.02, ge=0)
+    #: Drift: observations per PSI window / detector hold, ADWIN sensitivity.
+    drift_window: int = Field(2_000, ge=100)
+    drift_adwin_delta: float = Field(0.001, gt=0, lt=1)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("topic_prefix")

@@ -36,10 +36,15 @@ ENTITY_TTL_S = 2 * 3600
 
 
 def open_registry(app: TechShopApp) -> ModelRegistry:
-    """The deployment's model registry (``TECHSHOP_MODEL_DIR``)."""
+    """The deployment's model registry (``TECHSHOP_MODEL_DIR``); refusals are counted in
+    ``techshop_model_refused_total``."""
+    from models.metrics import refused_counter
+
     s = app.settings
     key = s.model_signing_key.get_secret_value() if s.model_signing_key else None
-    return registry_at(s.models_path, key)
+    refused = refused_counter(app.registry)
+    return registry_at(s.models_path, key,
+                       on_refused=lambda name, _, reason: refused.labels(name, reason).inc())
 
 
 class EntityCache:
@@ -83,12 +88,20 @@ def register(app: TechShopApp) -> None:
         if models.champion is not None:
             metrics.model_info.labels("champion", models.champion.model_id).set(1)
         if models.challenger is not None:
-            metrics.model_info.labels("challenger", models.challenger.model_id).set(1)
+            role = "canary" if models.canary_percent > 0 else "challenger"
+            metrics.model_info.labels(role, models.challenger.model_id).set(1)
 
     holder = FraudModelHolder(open_registry(app), budget_ms=s.fraud_model_budget_ms,
                               on_change=show_models)
     app.fraud_models = holder  # type: ignore[attr-defined]
     app.add_readiness_check("fraud_models_checked", lambda: holder.checked)
+    from agents.fraud.lifecycle import LiveDrift
+
+    def emit_event(record: dict[str, Any]) -> None:
+        app.publisher.publish("model-events", record)
+
+    live_drift = LiveDrift(holder, metrics, emit_event, window=s.drift_window,
+                           adwin_delta=s.drift_adwin_delta)
     cache = EntityCache(s.serving_redis_url, s.topic_prefix)
     cards = app.faust.Table("fraud-cards", default=None, key_type=str,
                             partitions=s.partitions)
@@ -133,6 +146,13 @@ def register(app: TechShopApp) -> None:
             metrics.fallbacks.labels(result.fallback_reason.split(":")[0]).inc()
         elif result.champion_ms:
             metrics.score_seconds.observe(result.champion_ms / 1000.0)
+            mine = [d.decision["variant"] == "champion" for d in result.decided]
+            if any(mine):  # the champion's own rows (not the canary's)
+                live_drift.observe(result.scores[mine], result.matrix[mine], txns[-1]["ts"])
+        shadow = [d.provenance["challenger"]["model"] for d in result.decided
+                  if d.provenance["challenger"] is not None and d.decision["variant"] != "canary"]
+        if shadow:
+            metrics.shadow_scored.labels(shadow[0]).inc(len(shadow))
         for item in result.decided:
             txn = txns[item.position]
             app.publisher.publish("fraud-decisions", item.decision)

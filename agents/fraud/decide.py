@@ -8,6 +8,11 @@ with the model, and returns each decision with its provenance (feature vector, w
 values, rule hits, models, thresholds) so it can be explained when a chargeback
 arrives weeks later.
 
+Routing (:mod:`models.routing`): in ``canary`` the challenger decides for the cards
+whose stable hash falls in ``FraudModels.canary_percent`` (variant ``canary``, its own
+thresholds); otherwise it is scored in shadow. Every decision says which model decided
+(``model``) and how (``variant``: ``champion``, ``canary`` or ``fallback``).
+
 Idempotence: transactions whose ``txn_id`` is in ``already`` are not decided again;
 their positions come back in ``repeats``.
 """
@@ -28,6 +33,7 @@ from agents.fraud.features import (
     EntityWindow,
     compute_features,
 )
+from models.routing import bucket
 from scorers.base import Scorer
 from scorers.rules import RulesScorer
 
@@ -98,6 +104,11 @@ class FraudModels:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     #: Why the champion is absent, when it is (e.g. the registry's integrity error).
     champion_error: str | None = None
+    challenger_thresholds: Thresholds = RULES_THRESHOLDS
+    #: Share of cards (0..100, by stable hash) the challenger decides for (canary).
+    canary_percent: float = 0.0
+    #: Salt of the stable hash (the routing family).
+    family: str = "fraud"
 
     @classmethod
     def rules_only(cls, reason: str = "no model loaded") -> FraudModels:
@@ -129,6 +140,9 @@ class BatchResult:
     #: None when the champion decided; else why the rules did.
     fallback_reason: str | None = None
     champion_ms: float = 0.0
+    #: The feature matrix and final scores of the decided rows (for drift monitors).
+    matrix: Any = None
+    scores: Any = None
 
 
 def decide(txns: Sequence[Mapping[str, Any]], state: FraudState, models: FraudModels, *,
@@ -162,26 +176,35 @@ def decide(txns: Sequence[Mapping[str, Any]], state: FraudState, models: FraudMo
     result.fallback_reason = reason
     shadow = _shadow_scores(models.challenger, X)
     rows = X.tolist()
+    final = np.asarray(scores, dtype=np.float64).copy()
+    base_variant = "champion" if reason is None else "fallback"
     for row, i in enumerate(batch.index):
         txn = fresh[i]
-        score = float(scores[row])
-        verdict = outcome(score, thresholds)
+        score, row_thresholds, row_model, variant = (float(scores[row]), thresholds,
+                                                     decided_by, base_variant)
+        if shadow is not None and models.canary_percent > 0 and \
+                bucket(txn["card_id"], models.family) < models.canary_percent:
+            score, row_thresholds, row_model, variant = (
+                float(shadow[1][row]), models.challenger_thresholds, shadow[0], "canary")
+            final[row] = score
+        verdict = outcome(score, row_thresholds)
         reasons = list(rule_hits[row]) or _strongest(X[row])
         decision = {
             "txn_id": txn["txn_id"], "decision": verdict, "score": score,
-            "model": decided_by, "ts": txn["ts"], "decided_at": now_ms, "reasons": reasons,
-            "card_id": txn["card_id"], "variant": "champion" if reason is None else "fallback",
+            "model": row_model, "ts": txn["ts"], "decided_at": now_ms, "reasons": reasons,
+            "card_id": txn["card_id"], "variant": variant,
         }
         provenance = {
             "txn_id": txn["txn_id"], "card_id": txn["card_id"], "ts": txn["ts"],
             "features": rows[row], "windows": batch.windows[row],
             "rule_hits": rule_hits[row], "rules_score": float(rule_scores[row]),
-            "model": decided_by, "score": score, "decision": verdict,
-            "thresholds": [thresholds.review, thresholds.decline], "fallback": reason,
+            "model": row_model, "score": score, "decision": verdict, "variant": variant,
+            "thresholds": [row_thresholds.review, row_thresholds.decline], "fallback": reason,
             "challenger": None if shadow is None else
             {"model": shadow[0], "score": float(shadow[1][row])},
         }
         result.decided.append(Decided(positions[i], decision, provenance))
+    result.matrix, result.scores = X, final
     return result
 
 

@@ -22,6 +22,9 @@ class FraudMetrics:
     score_seconds: Histogram
     training_examples: Counter
     labels_unmatched: Counter
+    drift_state: Gauge
+    shadow_scored: Counter
+    prequential: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> FraudMetrics:
@@ -50,4 +53,13 @@ class FraudMetrics:
             labels_unmatched=Counter("techshop_fraud_labels_unmatched_total",
                                      "Labels for unknown transactions (dead-lettered)",
                                      registry=registry),
+            drift_state=Gauge("techshop_fraud_drift_state",
+                              "Drift per signal: 0 stable, 1 warning, 2 drift",
+                              ["signal"], registry=registry),
+            shadow_scored=Counter("techshop_fraud_shadow_scored_total",
+                                  "Transactions the challenger scored without deciding",
+                                  ["model"], registry=registry),
+            prequential=Gauge("techshop_fraud_prequential",
+                              "Prequential metrics over the window (test-then-train), by "
+                              "role", ["role", "metric"], registry=registry),
         )

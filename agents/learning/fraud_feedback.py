@@ -144,13 +144,41 @@ def register(app: TechShopApp, holder: FraudModelHolder, metrics: FraudMetrics) 
             }
             labels_window.add(message.partition, label["ts"], label["txn_id"])
 
-    from agents.fraud.models import CHALLENGER
+    from agents.fraud.lifecycle import FraudEvaluator
+    from agents.fraud.models import CHALLENGER, FAMILY
     from agents.learning.trainer import OnlineTrainer, register_trainer
+    from models.prequential import MaturityGate, PrequentialWindow
+    from models.records import update_record
+    from models.routing import PromotionPolicy
     from scorers.river_scorer import RiverScorer
+    from streams.app import now_ms
 
+    def emit_event(record: dict[str, Any]) -> None:
+        app.publisher.publish("model-events", record)
+
+    def promoted() -> None:
+        """Tell every worker (this one included) to load the new routing."""
+        models = holder.reload()
+        if models.champion is not None:
+            name, _, version = models.champion.model_id.rpartition("@")
+            manifest = holder.registry.manifest(name, version)
+            app.publisher.publish("model-updates", update_record(
+                holder.registry, manifest, "routing", now_ms()))
+
+    evaluator = FraudEvaluator(
+        holder, metrics, emit_event, window=s.prequential_window,
+        fpr_target=s.fraud_fpr_target,
+        policy=PromotionPolicy(s.promote_min_examples, s.promote_min_positives,
+                               s.promote_margin),
+        auto_promote=s.model_auto_promote, on_promoted=promoted,
+        drift_window=s.drift_window, adwin_delta=s.drift_adwin_delta)
+    app.fraud_evaluator = evaluator  # type: ignore[attr-defined]
     register_trainer(app, MODEL_FAMILY, OnlineTrainer(
         app, holder.registry, CHALLENGER, FEATURE_NAMES,
-        lambda: RiverScorer(FEATURE_NAMES, name=CHALLENGER, version="0")))
+        lambda: RiverScorer(FEATURE_NAMES, name=CHALLENGER, version="0"),
+        gate=MaturityGate(s.label_maturity_ms),
+        prequential=PrequentialWindow(s.prequential_window, s.fraud_fpr_target),
+        routing_family=FAMILY, observers=[evaluator]))
     app.input_agent("fraud-labels", on_labels, name="fraud-labels")
     return sweep, on_decided
 

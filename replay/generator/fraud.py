@@ -10,6 +10,13 @@
 - ``high_value_burst``: a rapid series of large purchases in the home country, half of
   the time from the card's own (stolen) device.
 
+An injected pattern shift, off by default (:data:`SHIFT_PATTERNS`, weighted in by
+:meth:`FraudConfig.shifted`), for drift and retraining tests:
+
+- ``gift_card_drain``: a cloned device of the card (known device, home network, home
+  country) buys gift cards and digital goods for ordinary amounts, a few minutes apart,
+  from many merchants: nothing the original four patterns taught a model to look for.
+
 Times are milliseconds from the start of the episode; :class:`FraudConfig` holds every
 knob, and :meth:`FraudConfig.expected_fraud_txns` is what the payment simulator uses
 to hit the requested fraud rate.
@@ -31,9 +38,11 @@ from dataclasses import dataclass, field
 
 from replay.generator.world import COUNTRIES, PaymentWorld
 
-__all__ = ["FRAUD_PATTERNS", "FraudConfig", "PlannedTxn", "plan_episode"]
+__all__ = ["FRAUD_PATTERNS", "SHIFT_PATTERNS", "FraudConfig", "PlannedTxn", "plan_episode"]
 
 FRAUD_PATTERNS = ("card_testing", "account_takeover", "merchant_compromise", "high_value_burst")
+#: Patterns outside the default mix: an injected shift (see :meth:`FraudConfig.shifted`).
+SHIFT_PATTERNS = ("gift_card_drain",)
 
 _RESALE = ("electronics", "jewelry", "gift_cards")
 _FOREIGN = tuple(c for c in COUNTRIES if c not in ("US", "GB", "CA", "AU"))
@@ -69,6 +78,8 @@ class FraudConfig:
     compromise_delay_ms: float = 5 * _MINUTE
     burst_txns: tuple[int, int] = (3, 8)
     burst_gap_ms: float = 20_000.0
+    drain_txns: tuple[int, int] = (5, 12)
+    drain_gap_ms: float = 60_000.0
     label_delay_min_ms: int = 3_600_000
     label_delay_median_ms: int = 36 * 3_600_000
     label_delay_max_ms: int = 6 * 24 * 3_600_000
@@ -77,12 +88,22 @@ class FraudConfig:
     warmup_ms: int = 30 * _MINUTE
 
     def __post_init__(self) -> None:
-        unknown = set(self.mix) - set(FRAUD_PATTERNS)
+        unknown = set(self.mix) - set(FRAUD_PATTERNS) - set(SHIFT_PATTERNS)
         if unknown or not any(w > 0 for w in self.mix.values()):
-            raise ValueError(f"mix must weight some of {FRAUD_PATTERNS}; got {self.mix}")
+            raise ValueError(f"mix must weight some of {FRAUD_PATTERNS + SHIFT_PATTERNS}; "
+                             f"got {self.mix}")
         if not 0 < self.label_delay_min_ms <= self.label_delay_median_ms \
                 <= self.label_delay_max_ms:
             raise ValueError("need 0 < label_delay_min_ms <= median <= max")
+
+    @classmethod
+    def shifted(cls, share: float = 0.6, **knobs: object) -> FraudConfig:
+        """The default mix with ``gift_card_drain`` taking ``share`` of the episodes:
+        the injected pattern shift of the drift and retraining tests."""
+        base = cls().mix
+        rest = sum(base.values())
+        mix = {p: w / rest * (1.0 - share) for p, w in base.items()}
+        return cls(mix={**mix, "gift_card_drain": share}, **knobs)  # type: ignore[arg-type]
 
     def expected_fraud_txns(self) -> float:
         """Mean number of fraudulent transactions per episode, over the mix."""
@@ -95,6 +116,7 @@ class FraudConfig:
             "merchant_compromise": mean(self.compromise_cards)
             * self.compromise_defraud_probability * 1.5,
             "high_value_burst": mean(self.burst_txns),
+            "gift_card_drain": mean(self.drain_txns),
         }
         total = sum(self.mix.values())
         return sum(w * per[p] for p, w in self.mix.items()) / total
@@ -134,6 +156,7 @@ def plan_episode(pattern: str, world: PaymentWorld, rng: random.Random, cfg: Fra
         "account_takeover": _account_takeover,
         "merchant_compromise": _merchant_compromise,
         "high_value_burst": _high_value_burst,
+        "gift_card_drain": _gift_card_drain,
     }
     return planners[pattern](world, rng, cfg, t0)
 
@@ -238,4 +261,21 @@ def _high_value_burst(world: PaymentWorld, rng: random.Random, cfg: FraudConfig,
                                world.local(usd, c.home), c.home, device, ip,
                                "high_value_burst", True))
         t += rng.expovariate(1.0 / cfg.burst_gap_ms)
+    return plan
+
+
+def _gift_card_drain(world: PaymentWorld, rng: random.Random, cfg: FraudConfig,
+                     t0: int) -> list[PlannedTxn]:
+    card = _victim(world, rng)
+    c = world.cards[card]
+    plan: list[PlannedTxn] = []
+    t = float(t0)
+    for _ in range(rng.randint(*cfg.drain_txns)):
+        category = rng.choice(("gift_cards", "gift_cards", "digital_goods"))
+        usd = rng.uniform(40.0, 150.0)
+        plan.append(PlannedTxn(int(t), card, world.merchant_in(c.home, category),
+                               world.local(usd, c.home), c.home, c.devices[0],
+                               c.ip_prefix + str(rng.randrange(1, 255)), "gift_card_drain",
+                               True))
+        t += max(15_000.0, rng.expovariate(1.0 / cfg.drain_gap_ms))
     return plan

@@ -158,3 +158,79 @@ def test_a_key_from_the_environment_wins(tmp_path: Path) -> None:
     path.write_bytes(b"truncated")
     with pytest.raises(ScorerError):
         signing_key_from(path)
+
+
+# -- model lifecycle: files per version, refusals, export ------------------------------
+
+
+def test_a_version_holds_every_file_hashed_in_the_signed_manifest(
+        registry: ModelRegistry) -> None:
+    manifest = publish(registry, "fraud", b"model", thresholds={"review": 0.4, "decline": 0.9},
+                       metrics={"auc": 0.9}, files={"reference.json": b'{"score": {}}'},
+                       lineage={"data_range": [1, 2]})
+    folder = registry.root / "fraud" / "1"
+    assert set(manifest.files) == {"thresholds.json", "features.json", "metrics.json",
+                                   "lineage.json", "reference.json"}
+    assert {p.name for p in folder.iterdir()} == {*manifest.files, "artifact.bin",
+                                                  "manifest.json"}
+    assert json.loads((folder / "thresholds.json").read_text()) == {"decline": 0.9,
+                                                                    "review": 0.4}
+    assert json.loads((folder / "features.json").read_text())["feature_names"] == ["a", "b"]
+    assert manifest.lineage == {"parent_version": None, "data_range": [1, 2]}
+    assert registry.read_file("fraud", "1", "reference.json") == b'{"score": {}}'
+    with pytest.raises(ModelNotFoundError):
+        registry.read_file("fraud", "1", "nothing.json")
+    with pytest.raises(ScorerError):
+        publish(registry, "fraud", b"x", files={"manifest.json": b"{}"})
+
+
+@pytest.mark.parametrize("victim", ["artifact.bin", "thresholds.json", "reference.json",
+                                    "manifest.json"])
+def test_a_tampered_file_is_refused_and_counted(tmp_path: Path, victim: str) -> None:
+    refused: list[tuple[str, str, str]] = []
+    registry = ModelRegistry(tmp_path, KEY, on_refused=lambda *a: refused.append(a))
+    publish(registry, "fraud", b"model", files={"reference.json": b"{}"})
+    path = registry.root / "fraud" / "1" / victim
+    if victim == "manifest.json":
+        body = json.loads(path.read_text())
+        body["thresholds"] = {"review": 0.99}
+        path.write_text(json.dumps(body))
+    else:
+        path.write_bytes(path.read_bytes() + b" ")
+    with pytest.raises(ModelIntegrityError):
+        registry.load_scorer("fraud", "1")
+    assert refused == [("fraud", "1", "signature" if victim == "manifest.json" else "digest")]
+
+
+def test_an_unsigned_version_is_refused(registry: ModelRegistry) -> None:
+    publish(registry, "fraud", b"model")
+    path = registry.root / "fraud" / "1" / "manifest.json"
+    body = json.loads(path.read_text())
+    del body["signature"]
+    path.write_text(json.dumps(body))
+    with pytest.raises(ModelIntegrityError):
+        registry.load("fraud", "1")
+
+
+def test_export_copies_every_file_and_the_manifest(registry: ModelRegistry,
+                                                   tmp_path: Path) -> None:
+    manifest = publish(registry, "fraud", b"model", files={"reference.json": b"{}"})
+    target = registry.export("fraud", "1", tmp_path / "out")
+    assert target == tmp_path / "out" / "fraud-1"
+    assert {p.name for p in target.iterdir()} == {*manifest.files, "artifact.bin",
+                                                  "manifest.json"}
+    assert (target / "artifact.bin").read_bytes() == b"model"
+    with pytest.raises(ScorerError, match="exists"):
+        registry.export("fraud", "1", tmp_path / "out")
+
+
+def test_versions_written_before_files_existed_still_load(registry: ModelRegistry) -> None:
+    publish(registry, "fraud", b"model")
+    path = registry.root / "fraud" / "1" / "manifest.json"
+    body = json.loads(path.read_text())
+    for key in ("files", "lineage", "signature"):
+        del body[key]
+    body["signature"] = registry.sign(body)
+    path.write_text(json.dumps(body))
+    manifest, artefact = registry.load("fraud", "1")
+    assert artefact == b"model" and manifest.files == {} and manifest.lineage == {}
