@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 PIPELINES: dict[str, str] = {
     "fraud": "agents.fraud.agent",
     "recommend": "agents.recommend.agent",
+    "moderation": "agents.moderation.agent",
 }
 
 

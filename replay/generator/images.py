@@ -47,7 +47,7 @@ from replay.generator._common import (
 from replay.generator.catalog import Catalog
 
 __all__ = ["BROKEN_CATEGORIES", "IMAGE_CATEGORIES", "POLICY_CATEGORIES", "ImageLabel",
-           "ImageUploadSimulator"]
+           "ImageUploadSimulator", "render"]
 
 POLICY_CATEGORIES = ("text_contact_info", "text_banned_words", "nudity", "violence")
 BROKEN_CATEGORIES = ("broken_truncated", "broken_not_image")
@@ -214,23 +214,7 @@ class ImageUploadSimulator:
                     else self._np.bytes(rng.randint(64, 2048)))
             path.write_bytes(junk)
             return ImageLabel(upload_id, category, str(path))
-        if category == "nudity":
-            img = _skin(self._np, rng, w, h)
-        elif category == "violence":
-            img = _violence(self._np, rng, w, h)
-        else:
-            img = _product(self._np, rng, w, h)
-            if category == "text_contact_info":
-                text = rng.choice(_CONTACT).format(d=rng.randint(10, 99))
-            elif category == "text_banned_words":
-                text = rng.choice(_BANNED)
-            elif rng.random() < 0.4:
-                text = title if title and rng.random() < 0.6 else rng.choice(_PROMO)
-            if text:
-                # Banners and big type are common on both sides, so neither gives it away.
-                big = category != "benign" or text in _PROMO and rng.random() < 0.5
-                _caption(img, text, big, banner=big and rng.random() < 0.7,
-                         colour=rng.choice(_BANNERS))
+        img, text = render(category, rng, self._np, w, h, title)
         jpeg = category == "broken_truncated" or rng.random() < self._jpeg_share
         buf = io.BytesIO()
         if jpeg:
@@ -243,6 +227,32 @@ class ImageUploadSimulator:
         path = self.dir / f"{upload_id}.{'jpg' if jpeg else 'png'}"
         path.write_bytes(data)
         return ImageLabel(upload_id, category, str(path), text)
+
+
+def render(category: str, rng: random.Random, np_rng: np.random.Generator, w: int, h: int,
+           title: str = "") -> tuple[Image.Image, str]:
+    """One in-memory picture of ``category`` (any but the broken ones) and the text
+    rendered into it ("" if none): what :class:`ImageUploadSimulator` writes, for
+    callers that need pixels without files (training the moderation classifier)."""
+    text = ""
+    if category == "nudity":
+        img = _skin(np_rng, rng, w, h)
+    elif category == "violence":
+        img = _violence(np_rng, rng, w, h)
+    else:
+        img = _product(np_rng, rng, w, h)
+        if category == "text_contact_info":
+            text = rng.choice(_CONTACT).format(d=rng.randint(10, 99))
+        elif category == "text_banned_words":
+            text = rng.choice(_BANNED)
+        elif rng.random() < 0.4:
+            text = title if title and rng.random() < 0.6 else rng.choice(_PROMO)
+        if text:
+            # Banners and big type are common on both sides, so neither gives it away.
+            big = category != "benign" or text in _PROMO and rng.random() < 0.5
+            _caption(img, text, big, banner=big and rng.random() < 0.7,
+                     colour=rng.choice(_BANNERS))
+    return img, text
 
 
 @cache
