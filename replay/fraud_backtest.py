@@ -24,7 +24,9 @@ from agents.fraud.features import (
     compute_features,
     update_entities,
 )
+from agents.fraud.lifecycle import KEY_FEATURES
 from agents.fraud.models import CHALLENGER, CHAMPION, rules_scorer
+from models.drift import reference_json
 from models.gbdt import choose_thresholds, evaluate, train_gbdt
 from models.registry import Manifest, ModelRegistry
 from replay.generator import TrafficGenerator
@@ -103,7 +105,14 @@ def bootstrap_fraud_models(registry: ModelRegistry, *, seed: int = 1, n: int = 1
         CHAMPION, "onnx", trained.onnx_bytes, feature_names=FEATURE_NAMES,
         thresholds={"review": thresholds.review, "decline": thresholds.decline},
         metrics={**trained.metrics, **{f"valid_{k}": v for k, v in validation.items()}},
-        params={"seed": seed, "n_history": n, **trained.params})
+        params={"seed": seed, "n_history": n, **trained.params},
+        # the drift reference: what live scores and key features are compared with (PSI)
+        files={"reference.json": reference_json({
+            "score": valid_scores,
+            **{f: X[cut:, FEATURE_NAMES.index(f)] for f in KEY_FEATURES}})},
+        lineage={"trainer": "bootstrap", "source": f"synthetic seed {seed}",
+                 "data_range": [int(txns[0]["ts"]), int(txns[-1]["ts"])], "n_examples": n,
+                 "n_train": cut})
     progress(f"champion {champion.model_id}: validation {_fmt(validation)}")
     progress("warming the River challenger on the same history")
     from scorers.river_scorer import RiverScorer

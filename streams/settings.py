@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     moderation_batch_wait_ms: int = Field(250, ge=0, le=4_000)
     #: Threads that read and decode images (and run the models) off the event loop.
     moderation_threads: int = Field(2, ge=1, le=64)
+    #: onnxruntime intra-op threads per model session (bursts clear faster with 2).
+    moderation_intra_op_threads: int = Field(2, ge=1, le=64)
     #: Decompression-bomb cap (pixels, from the header) and accepted formats.
     moderation_max_pixels: int = Field(50_000_000, ge=1)
     moderation_formats: str = "JPEG,PNG,WEBP"

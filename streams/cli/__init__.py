@@ -28,11 +28,13 @@ examples:
   techshop produce transactions < txns.jsonl    # JSON lines in, Avro events out
   techshop consume fraud-decisions --max 10     # Avro events in, JSON lines out
   techshop demo                                 # everything, with traffic and a live summary
+  techshop models promote fraud                 # the challenger becomes the champion
+  techshop backtest fraud --from -2h --out rep  # last two hours through the same decide()
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streams.cli import io_commands, run_commands
+    from streams.cli import io_commands, replay_cmd, run_commands
 
     parser = argparse.ArgumentParser(
         prog="techshop", description="TechShop Streams: fraud, recommendation and "
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run_commands.add_commands(sub)
     io_commands.add_commands(sub)
+    replay_cmd.add_commands(sub)
     return parser
 
 

@@ -119,7 +119,7 @@ def test_every_subcommand_has_help() -> None:
     sub = next(a for a in parser._actions if a.dest == "command")
     assert sub.choices is not None
     assert set(sub.choices) == {"up", "worker", "demo", "generate", "produce", "consume", "topics",
-                                  "models"}
+                                  "models", "train", "replay", "export", "backtest"}
 
 
 @pytest.mark.parametrize(
