@@ -35,6 +35,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/hop.py
+	$(BIN)/python bench/fraud.py --quick
+	$(BIN)/python bench/recommend.py
+	$(BIN)/python bench/moderation.py --quick
+	$(BIN)/python bench/backtest.py --quick
 
 ## lock: re-resolve and pin every dependency (run after editing pyproject.toml)
 lock:
