@@ -2,13 +2,15 @@
 
 Signals (each with a state ``0`` stable, ``1`` warning, ``2`` drift):
 
-- ``score`` and each key feature: ADWIN (River) on the stream of values, and the PSI
-  (population stability index) of the latest ``window`` values against the training
-  reference (:func:`reference_histograms`, stored with the model version as
-  ``reference.json``; without one, the first ``window`` live values are the reference);
+- ``score`` (renamed, or left out, with ``score=``) and each key feature: ADWIN (River)
+  on the stream of values, and the PSI (population stability index) of the latest
+  ``window`` values against the training reference (:func:`reference_histograms`,
+  stored with the model version as ``reference.json``; without one, the first
+  ``window`` live values are the reference);
 - error rates, fed with labelled outcomes (:meth:`DriftMonitor.observe_outcomes`): the
   miss rate on positives (ADWIN) and the false-alarm rate on negatives (Page-Hinkley),
-  the signals a pattern shift shows first when the model does not see the new pattern.
+  the signals a pattern shift shows first when the model does not see the new pattern
+  (left out with ``error_rates=False``).
 
 PSI below 0.1 is stable, 0.1-0.25 a warning, above 0.25 drift (the usual reading).
 A detector that fires sets its signal to drift for the next ``window`` observations.
@@ -139,18 +141,26 @@ class DriftMonitor:
     ``features`` maps key feature names to their column in the matrices given to
     :meth:`observe`; ``reference`` holds :func:`reference_histograms` of ``score`` and
     those features on the training data (missing ones are learnt from live data).
+    ``score`` names the score signal (``None``: features only); ``error_rates=False``
+    leaves out the error-rate signals (a monitor of live traffic without labels).
     """
 
     def __init__(self, features: Mapping[str, int] | None = None,
                  reference: Mapping[str, Any] | None = None, *, window: int = 2_000,
-                 adwin_delta: float = 0.001, ph_threshold: float = 25.0) -> None:
+                 adwin_delta: float = 0.001, ph_threshold: float = 25.0,
+                 score: str | None = "score", error_rates: bool = True) -> None:
         reference = reference or {}
         self.features = dict(features or {})
         self.window = window
+        self.score = score
+        self._live = (*(() if score is None else (score,)), *self.features)
         self.signals: dict[str, _Signal] = {
             name: _Signal(name, drift.ADWIN(delta=adwin_delta), window, reference.get(name))
-            for name in ("score", *self.features)
+            for name in self._live
         }
+        self._error_signals: tuple[str, ...] = ()
+        if not error_rates:
+            return
         # Error rates have no meaningful histogram: only their detectors speak.
         self.signals["miss_rate"] = _Signal("miss_rate", drift.ADWIN(delta=adwin_delta),
                                             window, None, use_psi=False)
@@ -159,18 +169,24 @@ class DriftMonitor:
             window, None, use_psi=False)
         self._error_signals = ("miss_rate", "false_alarm_rate")
 
-    def observe(self, scores: Sequence[float] | np.ndarray, X: np.ndarray | None = None
+    def observe(self, scores: Sequence[float] | np.ndarray | None, X: np.ndarray | None = None
                 ) -> list[DriftSignal]:
-        """Feed a batch of scores (and its feature matrix); returns state changes."""
-        self.signals["score"].update(float(s) for s in np.asarray(scores).reshape(-1))
+        """Feed a batch of scores (and a feature matrix: its rows need not be the
+        scores'); returns state changes."""
+        if self.score is not None and scores is not None:
+            self.signals[self.score].update(
+                float(s) for s in np.asarray(scores).reshape(-1))
         if X is not None and X.size:
             for name, column in self.features.items():
                 self.signals[name].update(X[:, column].astype(np.float64).tolist())
-        return self._changes(("score", *self.features))
+        return self._changes(self._live)
 
     def observe_outcomes(self, flagged: Sequence[bool], labels: Sequence[bool]
                          ) -> list[DriftSignal]:
-        """Feed labelled outcomes: whether the model flagged each event, and the truth."""
+        """Feed labelled outcomes: whether the model flagged each event, and the truth
+        (nothing to report for a monitor built with ``error_rates=False``)."""
+        if not self._error_signals:
+            return []
         misses = [0.0 if f else 1.0 for f, y in zip(flagged, labels, strict=True) if y]
         alarms = [1.0 if f else 0.0 for f, y in zip(flagged, labels, strict=True) if not y]
         self.signals["miss_rate"].update(misses)
@@ -180,7 +196,7 @@ class DriftMonitor:
     @property
     def state(self) -> int:
         """The worst state over every signal."""
-        return max(s.state for s in self.signals.values())
+        return max((s.state for s in self.signals.values()), default=0)
 
     def states(self) -> dict[str, int]:
         return {name: s.state for name, s in self.signals.items()}

@@ -1,9 +1,10 @@
 """The fraud models' lifecycle in a worker: drift on live decisions, champion vs
 challenger on labelled examples, and the promotion policy.
 
-* :class:`LiveDrift` (decision agent, every worker): a :class:`~models.drift.DriftMonitor`
-  over the champion's scores and key features against the reference stored with the
-  champion version (``reference.json``; learnt from the first live window otherwise).
+* :class:`LiveDrift` (decision agent, every worker): the shared
+  :class:`~agents.learning.drift_events.ModelDrift` (as recommendations and moderation
+  use it) over the champion's scores and key features against the reference stored with
+  the champion version (``reference.json``; learnt from the first live window otherwise).
 * :class:`FraudEvaluator` (trainer agent, one worker): scores each matured example with
   the champion and the challenger in use (prequential: they never learnt from it),
   keeps their windows (recall at the FPR target, AUC, by label age), feeds the
@@ -16,7 +17,6 @@ Both report state changes as ``model-events`` records through ``emit``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,7 +26,8 @@ import numpy as np
 from agents.fraud.features import FEATURE_NAMES
 from agents.fraud.metrics import FraudMetrics
 from agents.fraud.models import FAMILY, FraudModelHolder, default_routing
-from models.drift import DriftMonitor, DriftSignal
+from agents.learning.drift_events import ModelDrift, registry_reference, signal_event
+from models.drift import DriftMonitor
 from models.prequential import PrequentialWindow
 from models.records import event_record
 from models.routing import PromotionPolicy, RoutingStore
@@ -48,47 +49,31 @@ def examples_matrix(examples: Sequence[Mapping[str, Any]]) -> np.ndarray:
                     dtype=np.float32)
 
 
-def _signal_event(model: str, signal: DriftSignal, ts: int) -> dict[str, Any]:
-    kind = {2: "drift", 1: "drift_warning", 0: "drift_cleared"}[signal.state]
-    return event_record(model, kind, signal.detail,
-                        {"state": signal.state, "value": signal.value}, ts)
-
-
 class LiveDrift:
-    """Drift of the live score and feature distributions of the champion."""
+    """Drift of the live score and feature distributions of the champion: the shared
+    :class:`~agents.learning.drift_events.ModelDrift` fed with the champion's rows."""
 
     def __init__(self, holder: FraudModelHolder, metrics: FraudMetrics, emit: Emit, *,
                  window: int = 2_000, adwin_delta: float = 0.001) -> None:
         self.holder, self.metrics, self.emit = holder, metrics, emit
-        self.window, self.adwin_delta = window, adwin_delta
-        self.model: str | None = None
-        self.monitor = self._monitor(None)
+        # error_rates: the labels are the evaluator's, but the gauge shows them at 0 here
+        self.drift = ModelDrift(metrics.drift_state, emit, features=_COLUMNS,
+                                error_rates=True, reference=registry_reference(holder.registry),
+                                window=window, adwin_delta=adwin_delta)
 
-    def _monitor(self, reference: Mapping[str, Any] | None) -> DriftMonitor:
-        return DriftMonitor(_COLUMNS, reference, window=self.window,
-                            adwin_delta=self.adwin_delta)
+    @property
+    def model(self) -> str | None:
+        return self.drift.model
 
-    def _reference(self, model_id: str) -> Mapping[str, Any] | None:
-        name, _, version = model_id.rpartition("@")
-        try:
-            return dict(json.loads(self.holder.registry.read_file(name, version,
-                                                                  "reference.json")))
-        except (ScorerError, OSError, ValueError):
-            return None  # no stored reference: the first live window is the reference
+    @property
+    def monitor(self) -> DriftMonitor:
+        return self.drift.monitor
 
     def observe(self, scores: Any, matrix: Any, ts: int) -> None:
         champion = self.holder.models.champion
         if champion is None or scores is None or matrix is None:
             return
-        if champion.model_id != self.model:  # a new champion: a new reference
-            self.model = champion.model_id
-            self.monitor = self._monitor(self._reference(self.model))
-            for name in self.monitor.signals:
-                self.metrics.drift_state.labels(name).set(0)
-        for signal in self.monitor.observe(scores, matrix):
-            self.metrics.drift_state.labels(signal.signal).set(signal.state)
-            self.emit(_signal_event(self.model, signal, ts))
-            log.warning("drift of %s: %s", self.model, signal.detail)
+        self.drift.observe(champion.model_id, scores, matrix, ts)
 
 
 class FraudEvaluator:
@@ -140,7 +125,7 @@ class FraudEvaluator:
                 flagged = (scores >= models.champion_thresholds.review).tolist()
                 for signal in self.errors.observe_outcomes(flagged, y):
                     self.metrics.drift_state.labels(signal.signal).set(signal.state)
-                    self.emit(_signal_event(model_id or "", signal, ts))
+                    self.emit(signal_event(model_id or "", signal, ts))
                     log.warning("drift of %s: %s", model_id, signal.detail)
         self._policy(ts)
 

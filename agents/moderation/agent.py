@@ -14,6 +14,9 @@
   the decision agent of any worker finds it for the next near-duplicate. A verdict for an
   unknown upload waits ``TECHSHOP_MODERATION_LABEL_WINDOW_MS``, then is dead-lettered
   ``label.unmatched``.
+* Live drift (:mod:`agents.moderation.drift`): each category's probability from the
+  classifier and the REVIEW share, in ``techshop_moderation_drift_state{signal}`` and
+  as ``model-events`` records keyed by the classifier.
 * Examples of family ``moderation`` reach :class:`~agents.moderation.thresholds.ThresholdTrainer`
   through the shared online trainer agent.
 """
@@ -30,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from agents.learning.drift_events import ModelDrift, registry_reference
 from agents.moderation.decide import MemoryHit, decide
+from agents.moderation.drift import REVIEW_SHARE, drift_features, drift_matrix
 from agents.moderation.features import ScoredImage, score_batch
 from agents.moderation.feedback import (
     MODEL_FAMILY,
@@ -90,6 +95,15 @@ def register(app: TechShopApp) -> None:
                                    threads=s.moderation_intra_op_threads,
                                    chunk=s.moderation_inference_chunk, on_change=show)
     app.moderation_models = holder  # type: ignore[attr-defined]
+
+    def emit_event(record: dict[str, Any]) -> None:
+        app.publisher.publish("model-events", record)
+
+    # The columns follow the classifier's categories (set at its first batch).
+    live_drift = ModelDrift(metrics.drift_state, emit_event, features=drift_features(()),
+                            score=None, reference=registry_reference(holder.registry),
+                            window=s.drift_window, adwin_delta=s.drift_adwin_delta)
+    metrics.drift_state.labels(REVIEW_SHARE).set(0)
     app.add_readiness_check("moderation_models_loaded", lambda: holder.stages is not None)
     decided = app.faust.Table("moderation-decided", default=None, key_type=str,
                               partitions=s.partitions)
@@ -167,6 +181,11 @@ def register(app: TechShopApp) -> None:
         hits = _memory_hits(memory, uploads, scored)
         results_ = decide(uploads, failures, scored, thresholds, stages.classifier.model_id,
                           now_ms(), memory=hits, audit_rate=s.moderation_audit_rate)
+        if scored:
+            columns = drift_features(stages.classifier.policy_categories)
+            live_drift.observe(stages.classifier.model_id, None,
+                               drift_matrix(results_, scored, columns),
+                               max(int(u["ts"]) for u in uploads), features=columns)
         for d in results_:
             app.publisher.publish("moderation-decisions", d.decision)
             if d.to_review:

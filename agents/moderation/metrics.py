@@ -35,6 +35,7 @@ class ModerationMetrics:
     training_examples: Counter
     labels_unmatched: Counter
     recalibrations: Counter
+    drift_state: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ModerationMetrics:
@@ -85,4 +86,7 @@ class ModerationMetrics:
             recalibrations=Counter("techshop_moderation_recalibrations_total",
                                    "Threshold versions published from verdicts",
                                    registry=registry),
+            drift_state=Gauge("techshop_moderation_drift_state",
+                              "Drift per signal: 0 stable, 1 warning, 2 drift",
+                              ["signal"], registry=registry),
         )

@@ -12,6 +12,9 @@
   every worker into memory (compacted topic; a tombstone deletes).
 * The ranker (``recommend_ranker``) learns online from the examples
   (:mod:`agents.learning.trainer`) and reaches every worker through ``model-updates``.
+* Live drift (:mod:`agents.recommend.drift`): the ranker's top score per top-K and the
+  shares of cold-start and exploration in its responses, in
+  ``techshop_recommend_drift_state{signal}`` and as ``model-events`` records.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 import agents.recommend.decide as rec
+from agents.learning.drift_events import ModelDrift
+from agents.recommend import drift
 from agents.recommend.candidates import CatalogIndex
 from agents.recommend.metrics import RecommendMetrics
 from agents.recommend.serving import RecommendationStore, install_read_endpoint
@@ -106,6 +111,17 @@ def register(app: TechShopApp) -> None:
         metrics.model_info.labels(model_id).set(1)
 
     holder = RankerHolder(registry, show_model)
+
+    def emit_event(record: dict[str, Any]) -> None:
+        app.publisher.publish("model-events", record)
+
+    # Keyed by the ranker's name: the online trainer's frequent versions share a
+    # reference (learnt from the first live window; the trainer stores none).
+    live_drift = ModelDrift(metrics.drift_state, emit_event, features=drift.FEATURES,
+                            score=drift.SCORE, window=s.drift_window,
+                            adwin_delta=s.drift_adwin_delta)
+    for signal in (drift.SCORE, *drift.FEATURES):
+        metrics.drift_state.labels(signal).set(0)
     app.add_readiness_check("recommend_ranker_checked", lambda: holder.checked)
     app.on_model_update(holder.on_update)
     store = RecommendationStore(s.serving_redis_url, s.topic_prefix)
@@ -173,6 +189,11 @@ def register(app: TechShopApp) -> None:
             if message.timestamp_ms:
                 metrics.latency.observe(max(0.0, published - message.timestamp_ms / 1000.0))
             metrics.published.labels(record["model"].split("@")[0]).inc()
+        watched = drift.drift_inputs(result.recommendations, result.cold, result.explored)
+        if watched.top_scores or len(watched.matrix):
+            model = watched.model or live_drift.model or rec.HEURISTIC_MODEL.split("@")[0]
+            live_drift.observe(model, watched.top_scores, watched.matrix,
+                               max(e["ts"] for e in events))
         metrics.throttled.inc(len(result.throttled))
         metrics.examples.inc(len(result.examples))
         for source, count in result.candidates.items():

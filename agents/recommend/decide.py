@@ -130,7 +130,9 @@ class RecBatchResult:
     """``recommendations``: (position in the batch, ``recommendations`` record);
     ``examples``: ``training-examples`` records; ``signals``: for
     :func:`~agents.recommend.state.apply_item_signals`; ``cold``: positions served as
-    cold-start users; ``candidates``/``shown``: counts per candidate source."""
+    cold-start users; ``candidates``/``shown``: counts per candidate source;
+    ``explored``: position -> items from exploration (the bandit's slots and ``explore``
+    candidates) in its top-K, for the ``ranker`` variant's responses."""
 
     recommendations: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
@@ -138,6 +140,7 @@ class RecBatchResult:
     signals: list[ItemSignal] = field(default_factory=list)
     repeats: list[int] = field(default_factory=list)
     cold: list[int] = field(default_factory=list)
+    explored: dict[int, int] = field(default_factory=dict)
     candidates: Counter[str] = field(default_factory=Counter)
     shown: Counter[str] = field(default_factory=Counter)
     decided_at: int = 0
@@ -367,6 +370,8 @@ def decide(events: Sequence[Mapping[str, Any]], users: MutableMapping[str, UserS
         for i, _, src, _ in picked:
             acc.add("i:" + i, "bandit", "shown", 1.0, ts)
             result.shown[src] += 1
+        if variant != "popularity":
+            result.explored[pos] = sum(src == "explore" for _, _, src, _ in picked)
     for uid, user in touched.items():
         users[uid] = user
     result.signals = acc.signals()

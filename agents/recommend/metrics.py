@@ -23,6 +23,7 @@ class RecommendMetrics:
     outcomes: Counter
     model_info: Gauge
     read_seconds: Histogram
+    drift_state: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RecommendMetrics:
@@ -56,4 +57,7 @@ class RecommendMetrics:
                                    "GET /recommendations/<user> latency",
                                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1),
                                    registry=registry),
+            drift_state=Gauge("techshop_recommend_drift_state",
+                              "Drift per signal: 0 stable, 1 warning, 2 drift",
+                              ["signal"], registry=registry),
         )

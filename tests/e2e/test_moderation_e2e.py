@@ -165,6 +165,8 @@ def test_uploads_decided_once_bad_files_get_reasons_and_verdicts_count(
     assert metric_value(metrics, "techshop_moderation_repeats_total") == 2
     assert metric_value(metrics, "techshop_moderation_stage_seconds_count", stage="ocr") >= 1
     assert metric_value(metrics, "techshop_moderation_model_info", role="classifier") == 1
+    for signal in ("nudity", "review_share"):  # live drift: a state per signal (0/1/2)
+        assert f'techshop_moderation_drift_state{{signal="{signal}"}}' in metrics
     again = by_id["benign-0-again"]
     assert again["decision"] == "REJECT"
     assert again["reasons"][0] == "review.similar:benign-0"

@@ -5,6 +5,7 @@ user just bought; a cold-start user and a brand-new catalog item are served."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,8 @@ def test_clicks_become_fresh_recommendations_in_redis_and_on_the_web(
         messages = read_topic(settings, catalog.physical("recommendations"),
                               until=lambda m: len(ours(m)) >= len(script), timeout=90)
         records = ours(messages)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            metrics = resp.read().decode()
     finally:
         stop_process(worker)
 
@@ -95,6 +98,8 @@ def test_clicks_become_fresh_recommendations_in_redis_and_on_the_web(
     client = redis.Redis.from_url(settings.serving_redis_url)
     stored = client.get(f"{settings.topic_prefix}recs:returning-user")
     assert stored is not None and orjson.loads(stored) == after_purchase
+    for signal in ("top_score", "cold_share", "explore_share"):  # live drift, 0/1/2
+        assert f'techshop_recommend_drift_state{{signal="{signal}"}}' in metrics
 
 
 def test_web_endpoint_reads_what_redis_holds(settings: Settings, stack_env: dict[str, str],

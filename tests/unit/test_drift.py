@@ -92,7 +92,9 @@ def test_the_gate_holds_negatives_until_mature_and_passes_positives() -> None:
 
 
 @pytest.mark.parametrize("name", ["models.routing", "models.drift", "models.prequential",
-                                  "models.train", "replay.generator.fraud"])
+                                  "models.train", "replay.generator.fraud",
+                                  "agents.learning.drift_events", "agents.recommend.drift",
+                                  "agents.moderation.drift"])
 def test_lifecycle_doctests(name: str) -> None:
     import doctest
     import importlib

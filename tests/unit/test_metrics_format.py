@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from faust.types import TP
-from prometheus_client import Gauge, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.fraud.metrics import FraudMetrics
+from agents.moderation.metrics import ModerationMetrics
+from agents.recommend.metrics import RecommendMetrics
 from streams.app import TechShopApp
 from streams.dashboard import (
     PANELS,
@@ -121,7 +123,7 @@ def test_dashboard_snapshot_agrees_with_the_registry(app: TechShopApp) -> None:
     assert fraud["dead_letters"] == {"decode_error": 1}
     assert {(m["role"], m["model"]) for m in fraud["models"]} == {
         ("champion", "fraud_gbdt@3"), ("rules", "rules@1")}
-    assert fraud["drift"]["state"] == "no detector"
+    assert fraud["drift"]["state"] == "no data"  # the gauge, no signal observed yet
     latency = fraud["latency"]["since_start"]
     assert latency["count"] == 4
     assert 0.025 < latency["p50_s"] <= 0.1 and 0.2 < latency["p99_s"] <= 0.3
@@ -156,14 +158,24 @@ def test_rates_and_history_come_from_earlier_readings(app: TechShopApp) -> None:
 
 
 def test_drift_state_is_read_from_the_pipeline_gauge(app: TechShopApp) -> None:
-    _traffic(app)
-    drift = Gauge("techshop_fraud_drift_state", "0 stable, 1 warning, 2 drift", ["detector"],
-                  registry=app.registry)
-    drift.labels("adwin_score").set(0)
+    drift = _traffic(app).drift_state
+    drift.labels("score").set(0)
     assert snapshot(app, History())["pipelines"][0]["drift"]["state"] == "stable"
-    drift.labels("psi_amount").set(2)
+    drift.labels("log_amount_usd").set(2)
     state = snapshot(app, History())["pipelines"][0]["drift"]
-    assert state["state"] == "drift" and state["labels"] == {"detector": "psi_amount"}
+    assert state["state"] == "drift" and state["labels"] == {"signal": "log_amount_usd"}
+
+
+def test_every_pipeline_has_a_drift_state(app: TechShopApp) -> None:
+    _traffic(app).drift_state.labels("score").set(0)
+    recommend = RecommendMetrics.create(app.registry)
+    recommend.published.labels("recommend_ranker").inc()
+    recommend.drift_state.labels("cold_share").set(1)
+    moderation = ModerationMetrics.create(app.registry)
+    moderation.decisions.labels("APPROVE", "model").inc()
+    moderation.drift_state.labels("review_share").set(2)
+    states = {p["name"]: p["drift"]["state"] for p in snapshot(app, History())["pipelines"]}
+    assert states == {"fraud": "stable", "recommend": "warning", "moderation": "drift"}
 
 
 @pytest.mark.parametrize(("q", "buckets", "expected"), [
