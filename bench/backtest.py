@@ -93,6 +93,19 @@ def client_settings(info: StackInfo, prefix: str, partitions: int) -> Settings:
                     topic_prefix=prefix, partitions=partitions, broker_compat="tansu")
 
 
+def fresh_prefix(info: StackInfo, stack: EmbeddedStack, letters: str, partitions: int
+                 ) -> tuple[Settings, TopicCatalog, Codecs]:
+    """A new topic prefix (``letters`` and random hex) with its topics and schema
+    subjects: its settings, catalog and codecs."""
+    prefix = f"{letters}{uuid.uuid4().hex[:6]}."
+    settings = client_settings(info, prefix, partitions)
+    catalog = TopicCatalog(prefix)
+    ensure_topics(settings, catalog)
+    stack.register_subjects(catalog)
+    assert stack.store is not None
+    return settings, catalog, Codecs(LocalSchemaSource(stack.store), catalog)
+
+
 def produce(settings: Settings, codecs: Codecs, events: list[dict[str, Any]]) -> float:
     """Produce ``events`` to ``transactions``; wall time of the first send."""
     producer = Producer({**settings.kafka_client_config(), "linger.ms": 20,
@@ -123,13 +136,7 @@ def measure_in_process(args: argparse.Namespace, info: StackInfo, stack: Embedde
     from replay.backtest.jobs import open_registry
     from replay.sources import read_topic
 
-    prefix = f"bb{uuid.uuid4().hex[:6]}."
-    settings = client_settings(info, prefix, args.partitions)
-    catalog = TopicCatalog(prefix)
-    ensure_topics(settings, catalog)
-    stack.register_subjects(catalog)
-    assert stack.store is not None
-    codecs = Codecs(LocalSchemaSource(stack.store), catalog)
+    settings, catalog, codecs = fresh_prefix(info, stack, "bb", args.partitions)
     progress(f"producing {len(events):,} transactions to {catalog.physical('transactions')}")
     produce(settings, codecs, events)
     codec = codecs["transactions"]
@@ -173,15 +180,9 @@ def measure_in_process(args: argparse.Namespace, info: StackInfo, stack: Embedde
 
 def measure_live(args: argparse.Namespace, info: StackInfo, stack: EmbeddedStack,
                  models: Path, events: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
-    prefix = f"bl{uuid.uuid4().hex[:6]}."
-    settings = client_settings(info, prefix, args.partitions)
-    catalog = TopicCatalog(prefix)
-    ensure_topics(settings, catalog)
-    stack.register_subjects(catalog)
-    assert stack.store is not None
-    codecs = Codecs(LocalSchemaSource(stack.store), catalog)
+    settings, catalog, codecs = fresh_prefix(info, stack, "bl", args.partitions)
     port = free_port()
-    env = {**os.environ, **info.env(), "TECHSHOP_TOPIC_PREFIX": prefix,
+    env = {**os.environ, **info.env(), "TECHSHOP_TOPIC_PREFIX": settings.topic_prefix,
            "TECHSHOP_BROKER_COMPAT": "tansu", "TECHSHOP_PARTITIONS": str(args.partitions),
            "TECHSHOP_MODEL_DIR": str(models), "TECHSHOP_WEB_PORT": str(port),
            "TECHSHOP_DATA_DIR": str(tmp / "live"), "PYTHONPATH": str(ROOT)}

@@ -46,7 +46,7 @@ from agents.recommend.state import (
 )
 from replay.generator import TrafficGenerator
 
-__all__ = ["Report", "PopularityBaseline", "recommend_backtest"]
+__all__ = ["Report", "PopularityBaseline", "ScreenTrack", "Screens", "recommend_backtest"]
 
 Progress = Callable[[str], None]
 START_TS_MS = 1_765_000_000_000
@@ -172,15 +172,54 @@ class Report:
 
 
 @dataclass(slots=True)
-class _Track:
+class ScreenTrack:
     """Per user, what the evaluation remembers (lists are item ids, best first)."""
 
     item: str = ""
-    ref_model: list[str] | None = None
+    ref_model: list[str] | None = None  # on screen when the visit to ``item`` began
     ref_pop: list[str] | None = None
-    last_model: list[str] | None = None
+    last_model: list[str] | None = None  # the last published
     last_pop: list[str] | None = None
     purchased: set[str] = field(default_factory=set)
+
+
+class Screens:
+    """The lists on each user's screen, model and popularity baseline, in event order.
+
+    :meth:`walk` goes through a decided batch: ``on_action(track, item_id)`` for every
+    click, add-to-cart and purchase of a user who has been shown a list (``track.ref_*``:
+    the lists on screen when the visit to the item began, ``track.last_*``: the last ones
+    before the event); ``on_publish(track)`` after every list the batch published
+    (``track.last_*`` are then that list and the baseline's top-K at that moment). The
+    baseline then learns the batch."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.baseline = PopularityBaseline()
+        self.tracks: dict[str, ScreenTrack] = {}
+
+    def walk(self, batch: list[dict[str, Any]], recs: list[tuple[int, dict[str, Any]]],
+             on_action: Callable[[ScreenTrack, str], None],
+             on_publish: Callable[[ScreenTrack], None] | None = None) -> None:
+        published = dict(recs)
+        for pos, ev in enumerate(batch):
+            uid, item_id, etype = ev["user_id"], ev["item_id"], ev["event_type"]
+            tr = self.tracks.get(uid)
+            if tr is None:
+                tr = self.tracks[uid] = ScreenTrack()
+            if item_id != tr.item:
+                tr.item, tr.ref_model, tr.ref_pop = item_id, tr.last_model, tr.last_pop
+            if etype in ACTIONS and tr.ref_model is not None:
+                on_action(tr, item_id)
+            if etype == "purchase":
+                tr.purchased.add(item_id)
+            rec = published.get(pos)
+            if rec is not None:
+                tr.last_model = [i["item_id"] for i in rec["items"]]
+                tr.last_pop = self.baseline.top(self.k, tr.purchased | {item_id})
+                if on_publish is not None:
+                    on_publish(tr)
+        self.baseline.update(batch)
 
 
 def _gain(items: list[str] | None, item_id: str) -> tuple[float, float]:
@@ -204,9 +243,9 @@ def recommend_backtest(seed: int, n_events: int, *, learn: bool = True, batch_si
     neighbors: dict[str, ItemNeighbors] = {}
     trending: dict[str, CategoryTrending] = {}
     ranker = make_ranker(seed) if learn else None
-    baseline = PopularityBaseline()
-    tracks: dict[str, _Track] = {}
+    screens = Screens(cfg.k)
     report = Report(seed=seed, n_events=n_events, batch_size=batch_size)
+    score = _score_into(report)
     batch: list[dict[str, Any]] = []
     seen = 0
     next_progress = progress_every
@@ -233,8 +272,7 @@ def recommend_backtest(seed: int, n_events: int, *, learn: bool = True, batch_si
             if ranker is not None:
                 ranker.learn(np.array([[ex["features"][n] for n in FEATURE_NAMES]
                                        for ex in result.examples]), np.array(labels))
-        _evaluate(batch, result.recommendations, tracks, baseline, cfg.k, report)
-        baseline.update(batch)
+        screens.walk(batch, result.recommendations, score)
         report.published += len(result.recommendations)
         report.throttled += len(result.throttled)
         report.candidates.update(result.candidates)
@@ -260,34 +298,21 @@ def recommend_backtest(seed: int, n_events: int, *, learn: bool = True, batch_si
     return report
 
 
-def _evaluate(batch: list[dict[str, Any]], recs: list[tuple[int, dict[str, Any]]],
-              tracks: dict[str, _Track], baseline: PopularityBaseline, k: int,
-              report: Report) -> None:
-    """Walk the batch in event order: score actions against the lists shown before."""
-    published = dict(recs)
-    for pos, ev in enumerate(batch):
-        uid, item_id, etype = ev["user_id"], ev["item_id"], ev["event_type"]
-        tr = tracks.get(uid)
-        if tr is None:
-            tr = tracks[uid] = _Track()
-        if item_id != tr.item:
-            tr.item, tr.ref_model, tr.ref_pop = item_id, tr.last_model, tr.last_pop
-        if etype in ACTIONS and tr.ref_model is not None:
-            report.evaluated += 1
-            hit, gain = _gain(tr.ref_model, item_id)
-            report.hits += hit
-            report.ndcg_sum += gain
-            hit, gain = _gain(tr.ref_pop, item_id)
-            report.pop_hits += hit
-            report.pop_ndcg_sum += gain
-            report.strict_hits += _gain(tr.last_model, item_id)[0]
-            report.pop_strict_hits += _gain(tr.last_pop, item_id)[0]
-        if etype == "purchase":
-            tr.purchased.add(item_id)
-        rec = published.get(pos)
-        if rec is not None:
-            tr.last_model = [i["item_id"] for i in rec["items"]]
-            tr.last_pop = baseline.top(k, tr.purchased | {item_id})
+def _score_into(report: Report) -> Callable[[ScreenTrack, str], None]:
+    """Score an action against the lists shown before it, into ``report``."""
+
+    def score(tr: ScreenTrack, item_id: str) -> None:
+        report.evaluated += 1
+        hit, gain = _gain(tr.ref_model, item_id)
+        report.hits += hit
+        report.ndcg_sum += gain
+        hit, gain = _gain(tr.ref_pop, item_id)
+        report.pop_hits += hit
+        report.pop_ndcg_sum += gain
+        report.strict_hits += _gain(tr.last_model, item_id)[0]
+        report.pop_strict_hits += _gain(tr.last_pop, item_id)[0]
+
+    return score
 
 
 def main(argv: Sequence[str] | None = None) -> None:

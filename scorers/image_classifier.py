@@ -26,10 +26,10 @@ import numpy.typing as npt
 import onnxruntime as ort
 from PIL import Image
 
-from scorers.base import Scores, check_labels, check_matrix, model_id
+from scorers.base import Scores, check_labels, check_matrix
 from scorers.errors import FeatureMismatchError, ScorerError
 from scorers.image_features import FEATURE_NAMES, feature_matrix
-from scorers.onnx_scorer import default_providers
+from scorers.onnx_scorer import OnnxModel, default_providers
 
 __all__ = ["CATEGORIES_METADATA_KEY", "NEUTRAL", "ImageClassifierScorer", "session_for"]
 
@@ -51,7 +51,7 @@ def session_for(model: bytes | str, providers: Sequence[str] | None, threads: in
         raise ScorerError(f"not a loadable ONNX model: {exc}") from exc
 
 
-class ImageClassifierScorer:
+class ImageClassifierScorer(OnnxModel):
     """Per-category probabilities for a batch of RGB images (see the module doc)."""
 
     kind = "onnx"
@@ -82,14 +82,6 @@ class ImageClassifierScorer:
                 raise FeatureMismatchError(f"{self.model_id}: model takes {width} features, "
                                            f"{len(self.feature_names)} names given")
         self._output = self._probability_output()
-
-    @property
-    def model_id(self) -> str:
-        return model_id(self.name, self.version)
-
-    @property
-    def providers(self) -> list[str]:
-        return list(self._session.get_providers())
 
     @property
     def policy_categories(self) -> tuple[str, ...]:

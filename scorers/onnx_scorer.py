@@ -24,7 +24,7 @@ import onnxruntime as ort
 from scorers.base import Scores, check_labels, check_matrix, model_id
 from scorers.errors import FeatureMismatchError, ScorerError
 
-__all__ = ["FEATURE_NAMES_METADATA_KEY", "OnnxScorer", "default_providers"]
+__all__ = ["FEATURE_NAMES_METADATA_KEY", "OnnxModel", "OnnxScorer", "default_providers"]
 
 #: ``metadata_props`` key under which an exported model may carry its feature names
 #: (a JSON list); when present, :class:`OnnxScorer` checks them against its own.
@@ -38,7 +38,25 @@ def default_providers() -> list[str]:
     return [*chosen, "CPUExecutionProvider"]
 
 
-class OnnxScorer:
+class OnnxModel:
+    """What a scorer around one onnxruntime session (``_session``) has in common: the
+    model id of its ``name`` and ``version``, and the providers the session uses."""
+
+    name: str
+    version: str
+    _session: ort.InferenceSession
+
+    @property
+    def model_id(self) -> str:
+        return model_id(self.name, self.version)
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session actually uses, in priority order."""
+        return list(self._session.get_providers())
+
+
+class OnnxScorer(OnnxModel):
     """A static scorer around one ONNX binary classifier.
 
     ``providers`` overrides :func:`default_providers`; ``threads`` is onnxruntime's
@@ -90,15 +108,6 @@ class OnnxScorer:
                 f"{len(self.feature_names)} feature names given"
             )
         self._output, self._zipmap = self._probability_output()
-
-    @property
-    def model_id(self) -> str:
-        return model_id(self.name, self.version)
-
-    @property
-    def providers(self) -> list[str]:
-        """The execution providers the session actually uses, in priority order."""
-        return list(self._session.get_providers())
 
     def score(self, X: Any) -> Scores:
         matrix = check_matrix(X, self.feature_names)

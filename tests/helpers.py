@@ -1,23 +1,31 @@
-"""Test helpers: worker subprocesses, HTTP polling, reading topics to the end."""
+"""Test helpers: worker subprocesses, HTTP polling, reading topics to the end, a fresh
+topic prefix, headless Chromium, a synthetic clickstream."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from streams.settings import Settings
+from streams.stack import StackInfo
+from streams.topics import TopicCatalog
 
-__all__ = ["http_get", "wait_for", "start_process", "stop_process", "read_topic"]
+__all__ = ["http_get", "wait_for", "start_process", "stop_process", "read_topic",
+           "prefix_env", "create_prefix", "chromium", "headless_chromium", "clickstream"]
 
 
 def http_get(port: int, path: str) -> tuple[int, Any]:
@@ -88,3 +96,68 @@ def read_topic(settings: Settings, physical_topic: str, *, until: Callable[[list
     finally:
         consumer.close()
     return messages
+
+
+def prefix_env(stack: StackInfo, data_dir: Path, **extra: str) -> dict[str, str]:
+    """A worker's environment: the session's stack, a new topic prefix, ``data_dir``, the
+    broker compatibility under test, and ``extra``."""
+    return {**stack.env(), "TECHSHOP_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+            "TECHSHOP_DATA_DIR": str(data_dir),
+            "TECHSHOP_BROKER_COMPAT": os.environ.get("TEST_BROKER_COMPAT", "tansu"), **extra}
+
+
+def create_prefix(env: dict[str, str]) -> tuple[Settings, TopicCatalog]:
+    """The settings ``env`` gives, with the prefix's topics and schema subjects created."""
+    from streams.admin import ensure_subjects, ensure_topics
+    from streams.worker import schema_source
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        settings = Settings()
+    catalog = TopicCatalog(settings.topic_prefix)
+    ensure_topics(settings, catalog)
+    ensure_subjects(schema_source(settings), catalog)
+    return settings, catalog
+
+
+def chromium() -> str:
+    """The headless browser's path; skips the test when there is none."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("no chromium binary (Debian: apt-get install chromium; make test "
+                "installs it when it can)")
+
+
+def headless_chromium(browser: str, profile: Path, *args: str
+                      ) -> subprocess.CompletedProcess[str]:
+    """Run ``browser`` headless with a fresh ``profile`` and ``args`` (``--dump-dom URL``,
+    ``--screenshot=FILE URL``, ``--window-size=W,H`` ...)."""
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def clickstream(seed: int, n: int, *, n_items: int, n_users: int
+                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A synthetic shop's catalog (by item id) and its first ``n`` clickstream events, as
+    :func:`replay.recommend_backtest.recommend_backtest` generates them."""
+    from replay.generator import TrafficGenerator
+    from replay.recommend_backtest import START_TS_MS
+
+    gen = TrafficGenerator(seed=seed, start_ts_ms=START_TS_MS, rates={"clickstream": 20.0},
+                           n_items=n_items, n_users=n_users)
+    catalog: dict[str, Any] = {}
+    clicks: list[dict[str, Any]] = []
+    for event in gen:
+        if event.topic == "catalog":
+            catalog[event.key] = event.value
+            continue
+        clicks.append(event.value)
+        if len(clicks) == n:
+            break
+    return catalog, clicks

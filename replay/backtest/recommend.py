@@ -27,7 +27,6 @@ from typing import Any
 from agents.recommend.candidates import CatalogIndex
 from agents.recommend.decide import VARIANTS, RecConfig, decide
 from agents.recommend.state import (
-    ACTIONS,
     CategoryTrending,
     ItemNeighbors,
     UserState,
@@ -35,7 +34,7 @@ from agents.recommend.state import (
 )
 from replay.backtest.inputs import Where, load_events
 from replay.progress import Bars
-from replay.recommend_backtest import PopularityBaseline
+from replay.recommend_backtest import Screens, ScreenTrack
 from streams.errors import ConfigError
 from streams.settings import Settings
 
@@ -80,16 +79,6 @@ class RecRun:
                 "ndcg_at": [g / n for g in tally.ndcg_at]}
 
 
-@dataclass(slots=True)
-class _Track:
-    item: str = ""
-    ref_model: list[str] | None = None
-    ref_pop: list[str] | None = None
-    last_model: list[str] | None = None
-    last_pop: list[str] | None = None
-    purchased: set[str] = field(default_factory=set)
-
-
 def _score(tally: _Tally, items: list[str] | None, item_id: str) -> None:
     if items is None or item_id not in items:
         return
@@ -109,10 +98,19 @@ def run_recommend(events: Sequence[Mapping[str, Any]], catalog: Mapping[str, Map
     users: dict[str, UserState] = {}
     neighbors: dict[str, ItemNeighbors] = {}
     trending: dict[str, CategoryTrending] = {}
-    baseline = PopularityBaseline()
-    tracks: dict[str, _Track] = {}
-    run = RecRun(variant.label, k, model=_Tally([0.0] * k, [0.0] * k),
-                 popularity=_Tally([0.0] * k, [0.0] * k))
+    screens = Screens(k)
+    model, popularity = _Tally([0.0] * k, [0.0] * k), _Tally([0.0] * k, [0.0] * k)
+    run = RecRun(variant.label, k, model=model, popularity=popularity)
+
+    def score(tr: ScreenTrack, item_id: str) -> None:
+        run.evaluated += 1
+        _score(model, tr.ref_model, item_id)
+        _score(popularity, tr.ref_pop, item_id)
+
+    def shown(tr: ScreenTrack) -> None:
+        model.shown.update(tr.last_model or ())
+        popularity.shown.update(tr.last_pop or ())
+
     clock = 0
     started = time.perf_counter()
     for start in range(0, len(events), batch_size):
@@ -122,8 +120,7 @@ def run_recommend(events: Sequence[Mapping[str, Any]], catalog: Mapping[str, Map
         result = decide(batch, users, neighbors, trending, index, variant.ranker,
                         now_ms=clock, config=cfg)
         apply_item_signals(result.signals, neighbors, trending)
-        _evaluate(batch, result.recommendations, tracks, baseline, k, run)
-        baseline.update(batch)
+        screens.walk(batch, result.recommendations, score, shown)
         run.published += len(result.recommendations)
         run.throttled += len(result.throttled)
         run.repeats += len(result.repeats)
@@ -132,32 +129,6 @@ def run_recommend(events: Sequence[Mapping[str, Any]], catalog: Mapping[str, Map
             on_progress(min(start + batch_size, len(events)), len(events))
     run.seconds = time.perf_counter() - started
     return run
-
-
-def _evaluate(batch: list[dict[str, Any]], recs: list[tuple[int, dict[str, Any]]],
-              tracks: dict[str, _Track], baseline: PopularityBaseline, k: int,
-              run: RecRun) -> None:
-    assert run.model is not None and run.popularity is not None
-    published = dict(recs)
-    for pos, ev in enumerate(batch):
-        uid, item_id, etype = ev["user_id"], ev["item_id"], ev["event_type"]
-        tr = tracks.get(uid)
-        if tr is None:
-            tr = tracks[uid] = _Track()
-        if item_id != tr.item:
-            tr.item, tr.ref_model, tr.ref_pop = item_id, tr.last_model, tr.last_pop
-        if etype in ACTIONS and tr.ref_model is not None:
-            run.evaluated += 1
-            _score(run.model, tr.ref_model, item_id)
-            _score(run.popularity, tr.ref_pop, item_id)
-        if etype == "purchase":
-            tr.purchased.add(item_id)
-        rec = published.get(pos)
-        if rec is not None:
-            tr.last_model = [i["item_id"] for i in rec["items"]]
-            tr.last_pop = baseline.top(k, tr.purchased | {item_id})
-            run.model.shown.update(tr.last_model)
-            run.popularity.shown.update(tr.last_pop)
 
 
 def load_rec_variants(registry: Any, names: Sequence[str]) -> list[RecVariant]:

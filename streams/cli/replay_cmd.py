@@ -22,6 +22,15 @@ def _range_args(p: argparse.ArgumentParser) -> None:
                    help="end of the range, inclusive (default: the end of the topic)")
 
 
+def _repeated(p: argparse.ArgumentParser, flag: str, metavar: str, text: str) -> None:
+    """An option that may be given more than once (a list, empty by default)."""
+    p.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
+
+
+def _file(p: argparse.ArgumentParser, flag: str, text: str) -> None:
+    p.add_argument(flag, type=Path, default=None, metavar="FILE", help=text)
+
+
 def add_commands(sub: Any) -> None:
     r = sub.add_parser("replay", help="copy a range of topics into a prefixed namespace",
                        description="Copy records (bytes, keys, partitions and timestamps "
@@ -57,17 +66,14 @@ def add_commands(sub: Any) -> None:
     f = bsub.add_parser("fraud", help="fraud models over transactions, labels from "
                         "fraud-labels")
     _source_args(f, "transactions")
-    f.add_argument("--model", action="append", default=[], metavar="NAME[@V][:R,D]",
-                   help="a registry model (e.g. fraud_gbdt@3, fraud_river@2:0.2,0.9, rules) "
-                   "or `routing` (what a worker loads: the stored champion/challenger "
-                   "routing, canary included); repeat for side by side; default: routing")
-    f.add_argument("--thresholds", action="append", default=[], metavar="R,D",
-                   help="also the first model at these REVIEW,DECLINE thresholds (repeat: a "
-                   "sweep)")
-    f.add_argument("--labels", type=Path, default=None, metavar="FILE",
-                   help="labels from this export (default: the fraud-labels topic)")
-    f.add_argument("--published", type=Path, default=None, metavar="FILE",
-                   help="published decisions to compare with (default: fraud-decisions)")
+    _repeated(f, "--model", "NAME[@V][:R,D]",
+              "a registry model (e.g. fraud_gbdt@3, fraud_river@2:0.2,0.9, rules) or "
+              "`routing` (what a worker loads: the stored champion/challenger routing, "
+              "canary included); repeat for side by side; default: routing")
+    _repeated(f, "--thresholds", "R,D",
+              "also the first model at these REVIEW,DECLINE thresholds (repeat: a sweep)")
+    _file(f, "--labels", "labels from this export (default: the fraud-labels topic)")
+    _file(f, "--published", "published decisions to compare with (default: fraud-decisions)")
     f.add_argument("--no-compare", action="store_true",
                    help="skip the comparison with the published decisions")
     f.add_argument("--label-window", type=float, default=None, metavar="DAYS",
@@ -79,31 +85,27 @@ def add_commands(sub: Any) -> None:
 
     c = bsub.add_parser("recommend", help="rankers over a clickstream, against popularity")
     _source_args(c, "clickstream")
-    c.add_argument("--catalog", type=Path, default=None, metavar="FILE",
-                   help="catalog export (default: the whole catalog topic)")
-    c.add_argument("--model", action="append", default=[], metavar="NAME[@V]",
-                   help="recommend_ranker@N, `heuristic` (no ranker) or `live` (the latest "
-                   "ranker with the worker's A/B split against popularity); repeat for side "
-                   "by side; default: the latest ranker if any, and the heuristic")
+    _file(c, "--catalog", "catalog export (default: the whole catalog topic)")
+    _repeated(c, "--model", "NAME[@V]",
+              "recommend_ranker@N, `heuristic` (no ranker) or `live` (the latest ranker with "
+              "the worker's A/B split against popularity); repeat for side by side; default: "
+              "the latest ranker if any, and the heuristic")
     c.add_argument("--k", type=int, default=None, help="list length (default TECHSHOP_RECS_K)")
     c.set_defaults(func=backtest_recommend_command)
 
     m = bsub.add_parser("moderation", help="classifier versions' thresholds over the "
                         "published scores, against reviewers' verdicts")
     _source_args(m, "moderation-decisions")
-    m.add_argument("--model", action="append", default=[], metavar="NAME[@V]",
-                   help="moderation_classifier@N (repeat for side by side; default: the "
-                   "latest)")
-    m.add_argument("--reviews", type=Path, default=None, metavar="FILE",
-                   help="verdicts from this export (default: the moderation-reviews topic)")
+    _repeated(m, "--model", "NAME[@V]",
+              "moderation_classifier@N (repeat for side by side; default: the latest)")
+    _file(m, "--reviews", "verdicts from this export (default: the moderation-reviews topic)")
     m.add_argument("--audit-rate", type=float, default=None, metavar="SHARE",
                    help="audit sample of APPROVE (default TECHSHOP_MODERATION_AUDIT_RATE)")
     m.set_defaults(func=backtest_moderation_command)
 
 
 def _source_args(p: argparse.ArgumentParser, topic: str) -> None:
-    p.add_argument("--file", type=Path, default=None, metavar="FILE",
-                   help=f"read {topic} from this export instead of the topic")
+    _file(p, "--file", f"read {topic} from this export instead of the topic")
     _range_args(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="report folder (default <data dir>/reports/<pipeline>-<time>)")

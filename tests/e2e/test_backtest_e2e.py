@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -36,14 +35,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from replay.backtest.fraud import _conflict_free
 from replay.generator import TrafficGenerator
 from replay.live import DEMO_FRAUD_CONFIG
-from streams.admin import ensure_subjects, ensure_topics
 from streams.cli import main
 from streams.settings import Settings
 from streams.stack import StackInfo
 from streams.topics import TopicCatalog
 from streams.worker import schema_source
 from tests.e2e.fraud_support import metric_value, produce, start_fraud_worker, wait_ready
-from tests.helpers import stop_process
+from tests.helpers import chromium, create_prefix, headless_chromium, prefix_env, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -123,18 +121,10 @@ def _traffic() -> tuple[list[Any], list[Any]]:
 def live(stack: StackInfo, fraud_models_dir: Path,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp("backtest")
-    env = {**stack.env(), "TECHSHOP_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-           "TECHSHOP_DATA_DIR": str(tmp / "data"),
-           "TECHSHOP_BROKER_COMPAT": os.environ.get("TEST_BROKER_COMPAT", "tansu"),
-           # no new challenger version during the test: the backtest names the versions
-           "TECHSHOP_TRAINER_EVERY_EXAMPLES": "1000000", "TECHSHOP_TRAINER_EVERY_S": "3600"}
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        settings = Settings()
-    catalog = TopicCatalog(settings.topic_prefix)
-    ensure_topics(settings, catalog)
-    ensure_subjects(schema_source(settings), catalog)
+    # no new challenger version during the test: the backtest names the versions
+    env = prefix_env(stack, tmp / "data", TECHSHOP_TRAINER_EVERY_EXAMPLES="1000000",
+                     TECHSHOP_TRAINER_EVERY_S="3600")
+    settings, _ = create_prefix(env)
     models = tmp / "models"
     shutil.copytree(fraud_models_dir, models)
     proc, port = start_fraud_worker(env, tmp / "data", models)
@@ -261,18 +251,10 @@ class _Plots(HTMLParser):
 
 def test_the_html_report_renders_in_headless_chromium(report: tuple[dict[str, Any], Path],
                                                       tmp_path: Path) -> None:
-    from tests.integration.test_dashboard import chromium
-
     browser = chromium()
-    if browser is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium; make test "
-                    "installs it when it can)")
     _, html = report
-    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,2600"]
-    dom = subprocess.run([*args, "--dump-dom", html.as_uri()], capture_output=True, text=True,
-                         timeout=120, stdin=subprocess.DEVNULL)
+    size = "--window-size=1400,2600"
+    dom = headless_chromium(browser, tmp_path / "profile", size, "--dump-dom", html.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = _Plots()
     page.feed(dom.stdout)
@@ -281,8 +263,8 @@ def test_the_html_report_renders_in_headless_chromium(report: tuple[dict[str, An
         assert page.plots[f"histogram:{label}"] == 2
     assert page.plots["pr"] == 2 and page.plots["cost"] == 2
     shot = tmp_path / "report.png"
-    result = subprocess.run([*args, f"--screenshot={shot}", html.as_uri()], capture_output=True,
-                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    result = headless_chromium(browser, tmp_path / "profile", size, f"--screenshot={shot}",
+                               html.as_uri())
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
     if os.environ.get("TECHSHOP_UPDATE_SCREENSHOT") == "1":

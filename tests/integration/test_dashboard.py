@@ -20,7 +20,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -31,13 +30,18 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from replay.live import LiveTraffic
-from streams.admin import ensure_subjects, ensure_topics
 from streams.settings import Settings
 from streams.stack import StackInfo
-from streams.topics import TopicCatalog
 from streams.worker import schema_source
 from tests.e2e.fraud_support import start_fraud_worker, wait_ready
-from tests.helpers import http_get, stop_process
+from tests.helpers import (
+    chromium,
+    create_prefix,
+    headless_chromium,
+    http_get,
+    prefix_env,
+    stop_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +50,6 @@ DOCS_SCREENSHOT = ROOT / "docs" / "dashboard.png"
 BAD_RECORDS = 3
 UPDATE_SCREENSHOT = os.environ.get("TECHSHOP_UPDATE_SCREENSHOT") == "1"
 Series = dict[str, list[tuple[dict[str, str], float]]]
-
-
-def chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 @dataclass
@@ -84,16 +80,8 @@ def total(series: Series, name: str, **labels: str) -> float:
 def live(stack: StackInfo, fraud_models_dir: Path,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp("dashboard")
-    env = {**stack.env(), "TECHSHOP_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-           "TECHSHOP_DATA_DIR": str(tmp / "data"),
-           "TECHSHOP_BROKER_COMPAT": os.environ.get("TEST_BROKER_COMPAT", "tansu")}
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        settings = Settings()
-    catalog = TopicCatalog(settings.topic_prefix)
-    ensure_topics(settings, catalog)
-    ensure_subjects(schema_source(settings), catalog)
+    env = prefix_env(stack, tmp / "data")
+    settings, catalog = create_prefix(env)
     models = tmp / "models"
     shutil.copytree(fraud_models_dir, models)  # the trainer adds versions
     proc, port = start_fraud_worker(env, tmp / "data", models)
@@ -182,19 +170,12 @@ class Figures(HTMLParser):
 
 
 def _chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--window-size=1400,1000",
-         "--virtual-time-budget=4000", *args],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return headless_chromium(browser, profile, "--window-size=1400,1000",
+                             "--virtual-time-budget=4000", *args)
 
 
 def test_dashboard_renders_in_headless_chromium(live: Live, tmp_path: Path) -> None:
     browser = chromium()
-    if browser is None:
-        pytest.skip("no chromium binary (Debian: apt-get install chromium; make test "
-                    "installs it when it can)")
     before = live.metrics()
     dom = _chromium(browser, tmp_path / "profile", "--dump-dom", live.url("/dashboard"))
     after = live.metrics()

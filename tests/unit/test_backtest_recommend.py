@@ -6,22 +6,13 @@ from pathlib import Path
 
 from agents.recommend.decide import VARIANTS
 from replay.backtest.recommend import RecVariant, run_recommend
-from replay.generator import TrafficGenerator
-from replay.recommend_backtest import START_TS_MS, recommend_backtest
+from replay.recommend_backtest import recommend_backtest
+from tests.helpers import clickstream
 
 
 def test_same_figures_as_the_synthetic_backtest_for_the_same_events() -> None:
     n = 6000
-    gen = TrafficGenerator(seed=0, start_ts_ms=START_TS_MS, rates={"clickstream": 20.0},
-                           n_items=1200, n_users=2000)
-    catalog, clicks = {}, []
-    for event in gen:
-        if event.topic == "catalog":
-            catalog[event.key] = event.value
-            continue
-        clicks.append(event.value)
-        if len(clicks) == n:
-            break
+    catalog, clicks = clickstream(0, n, n_items=1200, n_users=2000)  # recommend_backtest's
     run = run_recommend(clicks, catalog, RecVariant("heuristic", None), k=10, batch_size=200)
     reference = recommend_backtest(0, n, learn=False, progress=None)
     assert run.evaluated == reference.evaluated > 500
@@ -42,16 +33,7 @@ def test_live_splits_users_between_the_arms_as_the_worker_does(tmp_path: Path) -
     registry = ModelRegistry(tmp_path, signing_key_from(tmp_path / "signing.key"))
     live, heuristic = load_rec_variants(registry, ["live", "heuristic"])
     assert live.label == "live (heuristic | popularity)" and live.arms == VARIANTS
-    gen = TrafficGenerator(seed=1, start_ts_ms=START_TS_MS, rates={"clickstream": 20.0},
-                           n_items=300, n_users=300)
-    catalog, clicks = {}, []
-    for event in gen:
-        if event.topic == "catalog":
-            catalog[event.key] = event.value
-        else:
-            clicks.append(event.value)
-            if len(clicks) == 2000:
-                break
+    catalog, clicks = clickstream(1, 2000, n_items=300, n_users=300)
     split = run_recommend(clicks, catalog, live)
     alone = run_recommend(clicks, catalog, heuristic)
     assert len(split.models) > len(alone.models)  # the popularity arm's model too

@@ -23,10 +23,10 @@ from replay.backtest.fraud import (
 )
 from replay.backtest.recommend import RecVariant, run_recommend
 from replay.fraud_backtest import labelled_transactions
-from replay.generator import TrafficGenerator
 from replay.report import render, write_report
 from replay.report.fraud import fraud_report
 from replay.report.recommend import recommend_report
+from tests.helpers import clickstream
 
 
 class Page(HTMLParser):
@@ -114,16 +114,7 @@ def test_fraud_report_page_has_every_plot_per_model_and_the_json_figures(
 
 
 def test_recommend_report_page(tmp_path: Path) -> None:
-    gen = TrafficGenerator(seed=2, start_ts_ms=1_765_000_000_000, rates={"clickstream": 20.0},
-                           n_items=300, n_users=300)
-    catalog, clicks = {}, []
-    for event in gen:
-        if event.topic == "catalog":
-            catalog[event.key] = event.value
-        else:
-            clicks.append(event.value)
-            if len(clicks) == 2000:
-                break
+    catalog, clicks = clickstream(2, 2000, n_items=300, n_users=300)
     run = run_recommend(clicks, catalog, RecVariant("heuristic", None), k=5)
     report = recommend_report([run], n_catalog=len(catalog),
                               data={"source": "synthetic", "accepted": len(clicks)})
