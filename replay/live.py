@@ -10,14 +10,16 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from replay.fraud_backtest import world_size
 from replay.generator import FraudConfig, TrafficGenerator, paced
+from replay.reviewers import ReviewPlan, SimulatedReviewers
 from streams.errors import TechShopError
 from streams.metrics import StreamMetrics
 from streams.publisher import Codecs, Publisher
@@ -45,6 +47,8 @@ class LiveTraffic:
     duration_s: float | None = None
     max_events: int | None = None
     fraud: FraudConfig = DEMO_FRAUD_CONFIG
+    #: simulated reviewers work through review-queue (see :mod:`replay.reviewers`)
+    reviewers: bool = True
     sent: Counter[str] = field(default_factory=Counter)
     error: BaseException | None = None
 
@@ -67,6 +71,11 @@ class LiveTraffic:
                                      n_cards=cards, n_users=users)
         pacer = paced(generator, speed=self.speed)
         self._pacer = pacer
+        reviewers = None
+        if self.reviewers and self.rates.get("image-uploads", 0.0) > 0:
+            reviewers = SimulatedReviewers(self.settings, self.source,
+                                           _ground_truth(generator), ReviewPlan(seed=self.seed))
+            reviewers.start()
         deadline = None if self.duration_s is None else time.monotonic() + self.duration_s
         total = 0
         try:
@@ -81,6 +90,9 @@ class LiveTraffic:
                                 "broker keeps every record in memory", total)
                     break
         finally:
+            if reviewers is not None:
+                reviewers.stop()
+                self.sent["moderation-reviews"] += reviewers.posted
             publisher.close()
 
     def start(self) -> LiveTraffic:
@@ -106,3 +118,13 @@ class LiveTraffic:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+
+def _ground_truth(generator: TrafficGenerator) -> Callable[[str, int], dict[str, Any] | None]:
+    """A reviewer's verdict from the generator's ground truth; None for others' uploads."""
+    def verdict(upload_id: str, ts: int) -> dict[str, Any] | None:
+        try:
+            return generator.review_event(upload_id, ts)
+        except KeyError:
+            return None
+    return verdict

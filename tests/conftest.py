@@ -13,7 +13,6 @@ import pytest
 from streams.embedded import free_port
 from streams.settings import Settings
 from streams.stack import EmbeddedStack, StackInfo
-from streams.topics import TopicCatalog
 
 
 @pytest.fixture(scope="session")
@@ -51,14 +50,9 @@ def stack_env(stack: StackInfo, prefix: str, tmp_path: Path,
 @pytest.fixture
 def settings(stack_env: dict[str, str]) -> Settings:
     """Settings for this test's prefix, with its topics and subjects created."""
-    from streams.admin import ensure_subjects, ensure_topics
-    from streams.worker import schema_source
+    from tests.helpers import create_prefix
 
-    s = Settings()
-    catalog = TopicCatalog(s.topic_prefix)
-    ensure_topics(s, catalog)
-    ensure_subjects(schema_source(s), catalog)
-    return s
+    return create_prefix(stack_env)[0]
 
 
 def subprocess_env(stack_env: dict[str, str]) -> dict[str, str]:
