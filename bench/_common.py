@@ -1,4 +1,5 @@
-"""What the benchmarks share: progress on stderr, percentiles, the JSON result file."""
+"""What the benchmarks share: progress on stderr, percentiles, the JSON result file, the
+machine and code measured, number formats and the closing lines of a printout."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["OUT_DIR", "ROOT", "NOISE_NOTE", "progress", "percentiles", "write_result",
-           "machine", "code_version", "wait_for_quiet", "leftover_children", "fmt", "fmt_ratio"]
+           "machine", "code_version", "wait_for_quiet", "leftover_children", "fmt", "fmt_ratio",
+           "failure_lines"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,3 +106,11 @@ def fmt(x: float | None, spec: str = ".0f") -> str:
 
 def fmt_ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}x"
+
+
+def failure_lines(result: dict[str, Any]) -> list[str]:
+    """The printout's closing lines: the phases that failed, the children left running."""
+    out = [f"FAILED {label}: {error}" for label, error in result.get("failed", {}).items()]
+    if result.get("leftover_children"):
+        out.append(f"WARNING: child processes left running: {result['leftover_children']}")
+    return out
