@@ -51,10 +51,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+#: options whose values may start with "-" (relative times: ``--from -2h``)
+DASH_VALUE_OPTIONS = ("--from", "--to")
+
+
+def join_dash_values(argv: Sequence[str]) -> list[str]:
+    """``--from -2h`` -> ``--from=-2h``: argparse would take ``-2h`` for an option.
+
+    >>> join_dash_values(["backtest", "fraud", "--from", "-2h", "--to", "@5"])
+    ['backtest', 'fraud', '--from=-2h', '--to', '@5']
+    """
+    out: list[str] = []
+    items = iter(argv)
+    for arg in items:
+        if arg in DASH_VALUE_OPTIONS:
+            value = next(items, None)
+            if value is not None and value.startswith("-") and value != "--":
+                out.append(f"{arg}={value}")
+                continue
+            out.append(arg)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``techshop`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -148,14 +148,15 @@ def list_models(args: argparse.Namespace) -> int:
         print(f"no models in {registry.root} (try `techshop models bootstrap`)")
         return 0
     aliases = _aliases(registry)
-    print(f"{'model':22} {'kind':6} {'created':24} {'parent':6} {'metrics':44} "
+    width = max(22, *(len(f"{n}@{v}") for n in names for v in registry.versions(n)))
+    print(f"{'model':{width}} {'kind':6} {'created':24} {'parent':6} {'metrics':44} "
           "review/decline  aliases")
     for name in names:
         for version in registry.versions(name):
             try:
                 m = registry.manifest(name, version)
             except ScorerError as exc:
-                print(f"{name + '@' + version:22} REFUSED: {exc}")
+                print(f"{name + '@' + version:{width}} REFUSED: {exc}")
                 continue
             shown = []
             for label, keys in _SHOWN:
@@ -166,7 +167,7 @@ def list_models(args: argparse.Namespace) -> int:
                                  else f"n {int(value):,}")
             thresholds = (f"{m.thresholds['review']:.3f}/{m.thresholds['decline']:.3f}"
                           if {"review", "decline"} <= set(m.thresholds) else "-")
-            print(f"{m.model_id:22} {m.kind:6} {m.created_at:24} "
+            print(f"{m.model_id:{width}} {m.kind:6} {m.created_at:24} "
                   f"{m.parent_version or '-':6} {'  '.join(shown):44} {thresholds:14} "
                   + ",".join(aliases.get(m.model_id, [])))
     return 0

@@ -141,3 +141,15 @@ def test_help(capsys: pytest.CaptureFixture[str], argv: list[str], options: list
     assert out.startswith(f"usage: techshop {' '.join(argv)}".rstrip())
     for option in options:
         assert option in out, option
+
+
+def test_relative_times_start_with_a_dash() -> None:
+    """`--from -2h` as the README writes it (argparse alone takes `-2h` for an option)."""
+    from streams.cli import join_dash_values
+
+    args = build_parser().parse_args(join_dash_values(
+        ["backtest", "fraud", "--from", "-2h", "--to", "-15m"]))
+    assert (args.start, args.end) == ("-2h", "-15m")
+    args = build_parser().parse_args(join_dash_values(
+        ["export", "transactions", "--from", "@0", "--out", "x.jsonl"]))
+    assert args.start == "@0"

@@ -25,6 +25,8 @@ MODULES = [
     "scorers.river_scorer",
     "models.gbdt",
     "models.registry",
+    "streams.cli",
+    "replay.reviewers",
 ]
 
 
