@@ -57,6 +57,12 @@ LABEL org.opencontainers.image.title="techshop-streams" \
       org.opencontainers.image.description="Streaming fraud, recommendation and image-moderation decisions on Kafka (Faust)" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# opencv-python (pulled in by rapidocr-onnxruntime for the moderation OCR stage) links
+# libGL and glib, which slim does not have.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 techshop \
  && useradd --system --uid 10001 --gid techshop --home-dir /home/techshop --create-home \
       --shell /usr/sbin/nologin techshop \
@@ -70,6 +76,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     TECHSHOP_WEB_HOST=0.0.0.0 \
     TECHSHOP_DATA_DIR=/data
+
+# the moderation stages load in this image (cv2 finds its libraries)
+RUN python -c "import cv2, rapidocr_onnxruntime, onnxruntime"
 
 USER techshop
 WORKDIR /home/techshop
