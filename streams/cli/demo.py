@@ -39,7 +39,7 @@ def add_commands(sub: Any) -> None:
         description="Start the embedded stack, a worker for every pipeline and a synthetic "
         "traffic generator, and show events in, decisions out and dead letters per topic "
         "per second. Ctrl-C stops everything, children included.")
-    _rate_args(demo, rate=50.0)
+    _rate_args(demo, rate=20.0)
     demo.add_argument("--no-worker", action="store_true", help="traffic only, no worker")
     demo.set_defaults(func=demo_command)
 
