@@ -44,15 +44,12 @@ field) still load. River artefacts are pickles, and
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
-import math
 import os
 import re
-import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.signing import KEY_BYTES, canonical_json, finite, signing_key_from
 from scorers import (
     ModelIntegrityError,
     ModelNotFoundError,
@@ -82,7 +80,6 @@ __all__ = [
 
 ARTIFACT = "artifact.bin"
 MANIFEST = "manifest.json"
-KEY_BYTES = 32
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: Hook called with (name, version, reason) when a version is refused.
@@ -144,63 +141,6 @@ class Manifest:
             lineage=dict(data.get("lineage") or {}),
             signature=str(data.get("signature", "")),
         )
-
-
-def canonical_json(data: Any) -> bytes:
-    """Sorted keys, no spaces, ASCII, no NaN: the same bytes for the same content."""
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN/inf: they become ``None`` (a metric not defined yet)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _finite(value.item())
-    return value
-
-
-def signing_key_from(path: Path, env_value: str | None = None) -> bytes:
-    """The registry's signing key.
-
-    ``env_value`` (the caller passes ``TECHSHOP_MODEL_SIGNING_KEY`` from its settings;
-    this package reads no environment) wins when set: its UTF-8 bytes, at least 16 of
-    them. Otherwise the key file at ``path``: 32 random bytes created on first use with
-    mode 0600 (its directory 0700 if created), read on later uses. Concurrent first
-    uses agree on one key (the file is linked into place, never overwritten).
-    """
-    if env_value:
-        key = env_value.encode("utf-8")
-        if len(key) < 16:
-            raise ScorerError("the model signing key must be at least 16 bytes")
-        return key
-    with contextlib.suppress(FileNotFoundError):
-        return _read_key(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".key-", dir=path.parent)  # mkstemp: mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(KEY_BYTES))
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> bytes:
-    key = path.read_bytes()
-    if len(key) != KEY_BYTES:
-        raise ScorerError(f"signing key file {path} holds {len(key)} bytes, not {KEY_BYTES}")
-    return key
 
 
 class ModelRegistry:
@@ -365,7 +305,7 @@ class ModelRegistry:
             if not _FILE.match(filename) or filename in (ARTIFACT, MANIFEST):
                 raise ScorerError(f"bad file name {filename!r}")
         folder.mkdir(parents=True, exist_ok=True)
-        lineage_body = _finite({"parent_version": parent_version, **dict(lineage or {})})
+        lineage_body = finite({"parent_version": parent_version, **dict(lineage or {})})
         body: dict[str, Any] = {
             "name": name,
             "kind": kind,
@@ -375,8 +315,8 @@ class ModelRegistry:
             .replace("+00:00", "Z"),
             "feature_names": [str(f) for f in feature_names],
             "thresholds": {str(k): float(v) for k, v in (thresholds or {}).items()},
-            "metrics": _finite(dict(metrics or {})),
-            "params": _finite(dict(params or {})),
+            "metrics": finite(dict(metrics or {})),
+            "params": finite(dict(params or {})),
             "parent_version": parent_version,
             "lineage": lineage_body,
         }

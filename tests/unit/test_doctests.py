@@ -25,6 +25,7 @@ MODULES = [
     "scorers.river_scorer",
     "models.gbdt",
     "models.registry",
+    "models.signing",
     "streams.cli",
     "replay.reviewers",
 ]
