@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections import defaultdict, deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agents.fraud.features import FEATURE_NAMES
+from agents.learning.windows import LabelWindow
 
 if TYPE_CHECKING:
     from agents.fraud.metrics import FraudMetrics
@@ -46,29 +46,6 @@ def training_example(provenance: Mapping[str, Any], label: bool, label_ts: int
         "decided_by": provenance["model"], "event_ts": int(provenance["ts"]),
         "ts": int(label_ts),
     }
-
-
-class LabelWindow:
-    """Per partition, decided transactions in event-time order, to find those whose
-    label window has passed. Rebuilt from the table after a restart."""
-
-    def __init__(self, window_ms: int) -> None:
-        self.window_ms = window_ms
-        self.queues: dict[int, deque[tuple[int, str]]] = defaultdict(deque)
-        self.watermarks: dict[int, int] = defaultdict(int)
-
-    def add(self, partition: int, ts: int, key: str) -> None:
-        self.queues[partition].append((ts, key))
-        if ts > self.watermarks[partition]:
-            self.watermarks[partition] = ts
-
-    def expired(self, partition: int) -> list[tuple[int, str]]:
-        """Entries older than the partition's event-time watermark minus the window."""
-        queue, limit = self.queues[partition], self.watermarks[partition] - self.window_ms
-        out = []
-        while queue and queue[0][0] < limit:
-            out.append(queue.popleft())
-        return out
 
 
 def register(app: TechShopApp, holder: FraudModelHolder, metrics: FraudMetrics) -> Any:

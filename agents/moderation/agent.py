@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agents.learning.drift_events import ModelDrift, registry_reference
+from agents.learning.windows import LabelWindow
 from agents.moderation.decide import MemoryHit, decide
 from agents.moderation.drift import REVIEW_SHARE, drift_features, drift_matrix
 from agents.moderation.features import ScoredImage, score_batch
 from agents.moderation.feedback import (
     MODEL_FAMILY,
-    ExpiryIndex,
     band_keys,
     best_match,
     remember,
@@ -113,7 +113,7 @@ def register(app: TechShopApp) -> None:
                             MEMORY_TTL_S)
     recent = recent_key(s.topic_prefix)
     # Kept for the dedup TTL and for verdicts to find their decision, whichever is longer.
-    expiry = ExpiryIndex(max(s.dedup_ttl_ms, s.moderation_label_window_ms))
+    expiry = LabelWindow(max(s.dedup_ttl_ms, s.moderation_label_window_ms))
     rebuilt = {"done": False}
 
     def sweep_decided(partition: int) -> None:
@@ -122,7 +122,7 @@ def register(app: TechShopApp) -> None:
                 if entry:
                     expiry.add(entry["partition"], entry["decided_at"], upload_id)
             rebuilt["done"] = True
-        for upload_id in expiry.expired(partition, now_ms()):
+        for _, upload_id in expiry.expired(partition, now_ms()):
             decided.pop(upload_id, None)
 
     @app.faust.task

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ import numpy as np
 from agents.moderation.decide import CategoryThresholds, MemoryHit
 from agents.moderation.features import HASH_BITS, hamming
 
-__all__ = ["BANDS", "MODEL_FAMILY", "ExpiryIndex", "band_keys", "best_match", "recalibrate",
+__all__ = ["BANDS", "MODEL_FAMILY", "band_keys", "best_match", "recalibrate",
            "remember", "training_example"]
 
 MODEL_FAMILY = "moderation"
@@ -55,31 +54,6 @@ def training_example(provenance: Mapping[str, Any], verdict: str, label_ts: int
             "label": 1.0 if verdict == "REJECT" else 0.0, "score": float(top),
             "decided_by": provenance["model"], "event_ts": int(provenance["ts"]),
             "ts": int(label_ts)}
-
-
-class ExpiryIndex:
-    """Per partition, stored keys in the order they were written (wall-clock ms), to
-    drop ``moderation-decided`` entries once they are older than ``keep_ms``. Rebuilt
-    from the table after a restart.
-
-    >>> index = ExpiryIndex(keep_ms=10)
-    >>> index.add(0, 100, "a"); index.add(0, 105, "b")
-    >>> index.expired(0, now_ms=112)
-    ['a']
-    """
-
-    def __init__(self, keep_ms: int) -> None:
-        self.keep_ms = keep_ms
-        self.queues: dict[int, deque[tuple[int, str]]] = defaultdict(deque)
-
-    def add(self, partition: int, at_ms: int, key: str) -> None:
-        self.queues[partition].append((at_ms, key))
-
-    def expired(self, partition: int, now_ms: int) -> list[str]:
-        queue, limit, out = self.queues[partition], now_ms - self.keep_ms, []
-        while queue and queue[0][0] < limit:
-            out.append(queue.popleft()[1])
-        return out
 
 
 # -- verdict memory ------------------------------------------------------------------

@@ -26,6 +26,7 @@ MODULES = [
     "models.gbdt",
     "models.registry",
     "models.signing",
+    "agents.learning.windows",
     "streams.cli",
     "replay.reviewers",
 ]
